@@ -1,0 +1,169 @@
+"""`cascade` command line: one verb per job, each a thin wrapper over a library function."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+
+import click
+
+import convert  # noqa: F401  (offline-safe environment first)
+from convert.errors import CascadeError
+
+
+def user_errors(fn):
+    """A mistake in the user's input becomes one line on stderr and exit status 2, never a traceback."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except CascadeError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+    return wrapper
+
+
+class Progress:
+    """A progress bar for library functions that report `progress(done, total)`."""
+
+    def __init__(self, label: str):
+        self.label, self.bar, self.done = label, None, 0
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.bar is None:
+            self.bar = click.progressbar(length=total, label=self.label, file=sys.stderr)
+            self.bar.__enter__()
+        self.bar.update(done - self.done)
+        self.done = done
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="cascade-handbones")
+def main():
+    """Segment the 29 bones of the hand in X-rays with a two-stage ROI cascade.
+
+    Typical order: check-data -> convert -> train-stage1 / train-stage2 -> predict -> validate-submission.
+    """
+
+
+@main.command()
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder to write train/DCM, train/outputs_json and test/DCM into.")
+@click.option("--patients", default=20, show_default=True, type=click.IntRange(1), help="Training patients (2 hands each).")
+@click.option("--test-patients", default=0, show_default=True, type=click.IntRange(0), help="Unlabelled test patients.")
+@click.option("--size", default=512, show_default=True, type=click.IntRange(64, 8192), help="Image side in pixels (real data: 2048).")
+@click.option("--seed", default=0, show_default=True, type=int, help="Same seed, same files.")
+@click.option("--config", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="Generator config (default configs/synth.yaml).")
+@click.argument("overrides", nargs=-1)
+@user_errors
+def synth(out, patients, test_patients, size, seed, config, overrides):
+    """Generate look-alike hand radiographs with JSON polygons, in the real dataset's layout.
+
+    OVERRIDES are key=value pairs over the config, e.g. pose.bent_wrist_prob=0.6.
+    """
+    from convert.synth import generate, load_synth_config
+
+    cfg = load_synth_config(config, overrides)
+    with Progress("synth") as progress:
+        summary = generate(out, patients, test_patients, size=size, seed=seed, cfg=cfg, progress=progress)
+    click.echo(f"wrote {summary['train_images']} training and {summary['test_images']} test images to {out}")
+
+
+@main.command("check-data")
+@click.option("--data", required=True, type=click.Path(path_type=Path), help="Folder holding DCM/ and outputs_json/.")
+@click.option("--workers", default=None, type=click.IntRange(1), help="Decoding threads (default: all cores).")
+@user_errors
+def check_data(data, workers):
+    """Check a labelled dataset: pairing, decodable images, valid polygons, all 29 classes.
+
+    Prints a summary and every problem; exits 1 when there are problems.
+    """
+    from convert.check import check_dataset
+
+    with Progress("checking") as progress:
+        report = check_dataset(data, **({"workers": workers} if workers else {}), progress=progress)
+    click.echo(report.summary())
+    if not report.ok:
+        sys.exit(1)
+
+
+@main.command("convert")
+@click.option("--data", required=True, type=click.Path(path_type=Path), help="Folder holding DCM/ and outputs_json/.")
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="YOLO-seg dataset folder to write.")
+@click.option("--folds", default=5, show_default=True, type=click.IntRange(2), help="Patient-grouped folds.")
+@click.option("--fold", default=0, show_default=True, type=click.IntRange(0), help="Fold used for validation.")
+@click.option("--imgsz", default=None, type=click.IntRange(32), help="Resize so the longer side is at most this (default: keep native size).")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the fold split.")
+@click.option("--skip-bad", is_flag=True, help="Drop images with problems (and report them) instead of stopping.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output folder.")
+@click.option("--workers", default=None, type=click.IntRange(1), help="Threads (default: all cores).")
+@user_errors
+def convert_cmd(data, out, folds, fold, imgsz, seed, skip_bad, overwrite, workers):
+    """Convert JSON polygons to a YOLO-seg dataset with a patient-grouped train/val split.
+
+    Writes images/, labels/, data.yaml, folds.json and index.csv into OUT, all at once at the end.
+    """
+    from convert.yolo import convert_to_yolo
+
+    with Progress("converting") as progress:
+        result = convert_to_yolo(data, out, folds=folds, fold=fold, imgsz=imgsz, seed=seed, skip_bad=skip_bad,
+                                 overwrite=overwrite, progress=progress, **({"workers": workers} if workers else {}))
+    for p in result.problems:
+        click.echo(f"skipped {p}", err=True)
+    click.echo(f"wrote {result.counts['train']} train / {result.counts['val']} val images to {result.out} "
+               f"(fold {fold} of {folds} held out; {len(result.problems)} problems)")
+
+
+@main.command("validate-submission")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--images", type=click.Path(path_type=Path),
+              help="Test image folder: the image list must match and runs must fit each image's size.")
+@click.option("--size", default="2048x2048", show_default=True,
+              help="WxH assumed for every image when --images is not given.")
+@user_errors
+def validate_submission_cmd(file, images, size):
+    """Check a submission CSV: header, rows per image, order, class names, RLE syntax and bounds.
+
+    Exits 1 and lists the first problems when the file is not valid.
+    """
+    from convert.submission import image_sizes, validate_submission
+
+    try:
+        w, h = (int(v) for v in size.lower().split("x"))
+    except ValueError:
+        raise CascadeError(f"--size {size!r}: expected WxH, e.g. 2048x2048") from None
+    report = validate_submission(file, image_sizes(images) if images else None, default_hw=(h, w))
+    if report.ok:
+        click.echo(f"{file}: valid ({report.images} images, {report.rows} rows)")
+        return
+    for p in report.problems:
+        click.echo(f"{file}: {p}", err=True)
+    click.echo(f"error: {file} is not a valid submission ({len(report.problems)} problem(s) shown)", err=True)
+    sys.exit(1)
+
+
+@main.command()
+@click.option("--out", default="demo_out", show_default=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for everything the demo writes.")
+@click.option("--config", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="Demo config (default configs/demo.yaml).")
+@click.argument("overrides", nargs=-1)
+@user_errors
+def demo(out, config, overrides):
+    """Run the whole tool on generated data, end to end, and print where each output is."""
+    from cascade.demo import load_demo_config, run_demo
+
+    run_demo(out, load_demo_config(config, overrides), echo=click.echo)
+
+
+if __name__ == "__main__":
+    main()

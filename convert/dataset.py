@@ -1,0 +1,195 @@
+"""The dataset contract: `DCM/<patient>/<image>` paired with `outputs_json/<patient>/<image stem>.json`.
+
+Everything a later stage reads about a labelled image goes through here: the pairing, the patient ID (from the
+folder), the image size (from the decoded image, never from the JSON metadata) and validated polygons.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+
+from .classes import CLASS_INDEX, CLASSES, NUM_CLASSES
+from .errors import DataError, Problem
+from .images import IMAGE_SUFFIXES, image_hw, read_image
+
+IMAGE_DIR = "DCM"
+LABEL_DIR = "outputs_json"
+
+Polygon = tuple[int, np.ndarray]  # (class index, (N, 2) int32 x, y points in source pixels)
+
+
+@dataclass(frozen=True)
+class Item:
+    patient: str
+    image: Path
+    label: Path | None  # None for unlabelled (test) images
+
+    @property
+    def name(self) -> str:
+        return self.image.name
+
+
+@dataclass
+class Sample:
+    item: Item
+    image: np.ndarray  # as decoded: grey or colour, 8 or 16 bit
+    polygons: list[Polygon]
+
+    @property
+    def hw(self) -> tuple[int, int]:
+        return image_hw(self.image)
+
+
+@dataclass
+class Scan:
+    items: list[Item]
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def patients(self) -> list[str]:
+        return sorted({item.patient for item in self.items})
+
+
+def _files(folder: Path, suffixes: Sequence[str]) -> dict[tuple[str, str], Path]:
+    """(patient, stem) -> path for files one level below folder."""
+    found = {}
+    for path in sorted(folder.glob("*/*")):
+        if path.is_file() and path.suffix.lower() in suffixes:
+            found[(path.parent.name, path.stem)] = path
+    return found
+
+
+def scan(root: str | Path, labelled: bool = True) -> Scan:
+    """Pair images with their JSON under root. Pairing problems are returned, not raised."""
+    root = Path(root)
+    image_dir = root / IMAGE_DIR
+    if not image_dir.is_dir():
+        raise DataError(root, f"no {IMAGE_DIR}/ folder (expected {IMAGE_DIR}/<patient>/<image>.png)")
+    images = _files(image_dir, IMAGE_SUFFIXES)
+    if not images:
+        raise DataError(image_dir, "no images found (expected <patient>/<image>.png)")
+    problems = [Problem(str(p), f"file directly in {IMAGE_DIR}/, not in a patient folder")
+                for p in sorted(image_dir.iterdir()) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+    if not labelled:
+        return Scan([Item(k[0], p, None) for k, p in images.items()], problems)
+
+    label_dir = root / LABEL_DIR
+    if not label_dir.is_dir():
+        raise DataError(root, f"no {LABEL_DIR}/ folder beside {IMAGE_DIR}/")
+    labels = _files(label_dir, (".json",))
+    items = []
+    for key, path in images.items():
+        if key in labels:
+            items.append(Item(key[0], path, labels[key]))
+        else:
+            problems.append(Problem(str(path), f"no annotation {LABEL_DIR}/{key[0]}/{key[1]}.json"))
+    for key, path in labels.items():
+        if key not in images:
+            problems.append(Problem(str(path), f"annotation without an image in {IMAGE_DIR}/{key[0]}/"))
+    return Scan(items, problems)
+
+
+def parse_annotation(path: str | Path, hw: tuple[int, int], require_all: bool = True) -> tuple[list[Polygon], list[Problem]]:
+    """Validated polygons of one JSON file for an image of size hw, and everything wrong with it."""
+    path = Path(path)
+    where = str(path)
+    try:
+        doc = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        return [], [Problem(where, "annotation file not found")]
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        return [], [Problem(where, f"not valid JSON ({exc.msg if hasattr(exc, 'msg') else exc})")]
+    annotations = doc.get("annotations") if isinstance(doc, dict) else None
+    if not isinstance(annotations, list):
+        return [], [Problem(where, "no 'annotations' list")]
+
+    h, w = hw
+    polygons: list[Polygon] = []
+    problems: list[Problem] = []
+    for i, ann in enumerate(annotations):
+        label = ann.get("label") if isinstance(ann, dict) else None
+        tag = f"annotation {i} ({label!r})"
+        if label not in CLASS_INDEX:
+            problems.append(Problem(where, f"{tag}: unknown label"))
+            continue
+        try:
+            points = np.asarray(ann.get("points"), dtype=np.float64)
+        except (TypeError, ValueError):
+            points = np.empty((0,))
+        if points.ndim != 2 or points.shape[1] != 2 or not np.isfinite(points).all():
+            problems.append(Problem(where, f"{tag}: points are not a list of [x, y] pairs"))
+            continue
+        if len(points) < 3:
+            problems.append(Problem(where, f"{tag}: polygon has {len(points)} points, needs at least 3"))
+            continue
+        # A vertex on the far edge (x == w) is still on the image's boundary; beyond it is an error.
+        if points.min() < 0 or points[:, 0].max() > w or points[:, 1].max() > h:
+            problems.append(Problem(where, f"{tag}: points outside the {w}x{h} image "
+                                           f"(x {points[:, 0].min():g}..{points[:, 0].max():g}, "
+                                           f"y {points[:, 1].min():g}..{points[:, 1].max():g})"))
+            continue
+        points[:, 0] = np.minimum(points[:, 0], w - 1)
+        points[:, 1] = np.minimum(points[:, 1], h - 1)
+        polygons.append((CLASS_INDEX[label], np.round(points).astype(np.int32)))
+    if require_all:
+        missing = sorted(set(range(NUM_CLASSES)) - {c for c, _ in polygons}
+                         - {CLASS_INDEX[a.get("label")] for a in annotations
+                            if isinstance(a, dict) and a.get("label") in CLASS_INDEX})
+        if missing:
+            problems.append(Problem(where, f"missing classes: {', '.join(CLASSES[c] for c in missing)}"))
+    return polygons, problems
+
+
+def load_sample(item: Item) -> Sample:
+    """Decode the image and its validated polygons; any problem raises a DataError naming the file."""
+    sample, problems = try_load_sample(item)
+    if problems:
+        first = problems[0]
+        more = f" (+{len(problems) - 1} more problems)" if len(problems) > 1 else ""
+        raise DataError(first.path, first.reason + more)
+    return sample
+
+
+def try_load_sample(item: Item) -> tuple[Sample | None, list[Problem]]:
+    try:
+        image = read_image(item.image)
+    except DataError as exc:
+        return None, [Problem(exc.path, exc.reason)]
+    if item.label is None:
+        return Sample(item, image, []), []
+    polygons, problems = parse_annotation(item.label, image_hw(image))
+    return (None if problems else Sample(item, image, polygons)), problems
+
+
+def iter_samples(items: Sequence[Item], workers: int = 4,
+                 on_problem: Callable[[Problem], None] | None = None) -> Iterator[Sample]:
+    """Load samples on worker threads (decoding releases the GIL), in order; bad items are reported to
+    on_problem and skipped, or raise a DataError when on_problem is None."""
+    for sample, problems in bounded_map(try_load_sample, items, workers):
+        if problems:
+            if on_problem is None:
+                raise DataError(problems[0].path, problems[0].reason)
+            for p in problems:
+                on_problem(p)
+            continue
+        yield sample
+
+
+def bounded_map(fn: Callable, items: Sequence, workers: int) -> Iterator:
+    """fn over items on threads, results in order, at most 2 * workers in flight (decoded 2048 images are
+    16 MB each; an unbounded map would hold the whole dataset in memory)."""
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        pending: deque = deque()
+        for item in items:
+            pending.append(pool.submit(fn, item))
+            if len(pending) >= 2 * max(1, workers):
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()

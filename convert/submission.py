@@ -1,0 +1,146 @@
+"""The submission CSV: header `image_name,class,rle`, 29 rows per image in class order, images sorted."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Mapping
+
+import numpy as np
+import pandas as pd
+
+from . import rle
+from .atomic import atomic_path
+from .classes import CLASSES, NUM_CLASSES
+from .errors import DataError
+from .images import IMAGE_SUFFIXES, read_image
+
+HEADER = ("image_name", "class", "rle")
+
+
+def write_submission(path: str | Path, encoded: Mapping[str, Iterable[str]]) -> int:
+    """image name -> 29 RLE strings in class order; writes the CSV atomically and returns the row count."""
+    rows = 0
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", newline="") as f:
+            writer = csv.writer(f, lineterminator="\n")
+            writer.writerow(HEADER)
+            for name in sorted(encoded):
+                strings = list(encoded[name])
+                if len(strings) != NUM_CLASSES:
+                    raise ValueError(f"{name}: {len(strings)} masks, expected {NUM_CLASSES}")
+                for cls, code in zip(CLASSES, strings):
+                    writer.writerow((name, cls, code))
+                    rows += 1
+    return rows
+
+
+def encode_masks(masks: np.ndarray) -> list[str]:
+    """(29, H, W) binary masks -> 29 RLE strings."""
+    if masks.shape[0] != NUM_CLASSES:
+        raise ValueError(f"expected {NUM_CLASSES} masks, got {masks.shape[0]}")
+    return [rle.encode(m) for m in masks]
+
+
+def read_submission(path: str | Path) -> pd.DataFrame:
+    """The CSV as strings; an empty mask stays an empty string (pandas would make it NaN by default)."""
+    try:
+        return pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False)
+    except FileNotFoundError:
+        raise DataError(path, "submission file not found") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise DataError(path, f"not a readable CSV ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+
+
+@dataclass
+class SubmissionReport:
+    images: int = 0
+    rows: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def image_sizes(folder: str | Path) -> dict[str, tuple[int, int]]:
+    """File name -> (H, W) for the test images, found directly in folder or in its patient sub-folders."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(folder, "image folder not found")
+    paths = [p for p in sorted(folder.rglob("*")) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+    if not paths:
+        raise DataError(folder, "no images found")
+    sizes: dict[str, tuple[int, int]] = {}
+    for p in paths:
+        if p.name in sizes:
+            raise DataError(p, "two test images share this file name; the submission cannot tell them apart")
+        sizes[p.name] = read_image(p).shape[:2]
+    return sizes
+
+
+def validate_submission(path: str | Path, sizes: Mapping[str, tuple[int, int]] | None = None,
+                        default_hw: tuple[int, int] = (2048, 2048), max_problems: int = 20) -> SubmissionReport:
+    """Check format, order, class names and every RLE against the image sizes.
+
+    With `sizes` (from the test images) the image list must match exactly; without it every image is taken
+    to be `default_hw`.
+    """
+    report = SubmissionReport()
+
+    def problem(text: str) -> bool:
+        report.problems.append(text)
+        return len(report.problems) >= max_problems
+
+    path = Path(path)
+    try:
+        with open(path, newline="") as f:
+            header = next(csv.reader(f), None)
+    except FileNotFoundError:
+        raise DataError(path, "submission file not found") from None
+    if header is None or tuple(header) != HEADER:
+        problem(f"header is {','.join(header) if header else '(empty file)'}, expected {','.join(HEADER)}")
+        return report
+    df = read_submission(path)
+    report.rows = len(df)
+    names = df["image_name"].tolist()
+    unique = list(dict.fromkeys(names))
+    report.images = len(unique)
+    if unique != sorted(unique):
+        if problem("images are not in sorted order"):
+            return report
+    if sizes is not None:
+        missing = sorted(set(sizes) - set(unique))
+        extra = sorted(set(unique) - set(sizes))
+        if missing and problem(f"{len(missing)} images have no rows, e.g. {missing[0]}"):
+            return report
+        if extra and problem(f"{len(extra)} rows name images not in the image folder, e.g. {extra[0]}"):
+            return report
+    if len(df) != NUM_CLASSES * len(unique):
+        if problem(f"{len(df)} rows for {len(unique)} images, expected {NUM_CLASSES * len(unique)}"):
+            return report
+
+    expected_classes = list(CLASSES)
+    line = 2  # the first data row is line 2 of the file
+    for name, group in df.groupby("image_name", sort=False):
+        rows = group.index.to_numpy()
+        if rows[-1] - rows[0] + 1 != len(rows):
+            if problem(f"line {line + rows[0]}: rows of {name} are not contiguous"):
+                return report
+        classes = group["class"].tolist()
+        if classes != expected_classes:
+            bad = next((i for i, (a, b) in enumerate(zip(classes, expected_classes)) if a != b), min(len(classes), NUM_CLASSES))
+            got = classes[bad] if bad < len(classes) else "(none)"
+            want = expected_classes[bad] if bad < NUM_CLASSES else "(no more rows)"
+            if problem(f"line {line + rows[0] + bad}: {name} row {bad + 1} is class {got!r}, expected {want!r}"):
+                return report
+        hw = sizes.get(name, default_hw) if sizes is not None else default_hw
+        for idx, code in zip(rows, group["rle"].tolist()):
+            try:
+                why = rle.check_runs(rle.parse(code), hw[0] * hw[1])
+            except ValueError as exc:
+                why = str(exc)
+            if why and problem(f"line {line + idx}: {name} {df.at[idx, 'class']}: {why}"):
+                return report
+    return report

@@ -1,0 +1,183 @@
+"""JSON polygons -> a YOLO-seg dataset that ultralytics trains on directly.
+
+Layout written under `out`: images/{train,val}/, labels/{train,val}/ (one line per polygon:
+`class x1 y1 x2 y2 ...`, coordinates normalised by the image size and clipped to [0, 1]), data.yaml with an
+absolute path and the 29 names, folds.json (the patient split every later stage reuses) and index.csv
+(which source image each file came from, with its native size).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import cv2
+import numpy as np
+import yaml
+
+from .atomic import write_text
+from .classes import CLASSES
+from .dataset import Item, Sample, bounded_map, scan, try_load_sample
+from .errors import DataError, Problem
+from .folds import FOLDS_FILE, make_folds, save_folds
+from .images import to_gray_uint8
+
+SPLITS = ("train", "val")
+
+
+@dataclass
+class ConvertResult:
+    out: Path
+    counts: dict[str, int]
+    problems: list[Problem] = field(default_factory=list)
+
+
+def yolo_name(item: Item) -> str:
+    """File stem in the YOLO set; prefixed by the patient because image names need not be unique across patients."""
+    return f"{item.patient}__{item.image.stem}"
+
+
+def label_lines(sample: Sample) -> list[str]:
+    """One `class x1 y1 ...` line per polygon; the pixel centre (x + 0.5) / w maps edges to 0 and 1 exactly."""
+    h, w = sample.hw
+    lines = []
+    for cls, points in sample.polygons:
+        norm = np.empty(points.shape, np.float64)
+        norm[:, 0] = (points[:, 0] + 0.5) / w
+        norm[:, 1] = (points[:, 1] + 0.5) / h
+        np.clip(norm, 0.0, 1.0, out=norm)
+        lines.append(f"{cls} " + " ".join(f"{v:.6f}" for v in norm.ravel()))
+    return lines
+
+
+def _resized(image: np.ndarray, imgsz: int | None) -> np.ndarray:
+    h, w = image.shape[:2]
+    if not imgsz or max(h, w) <= imgsz:
+        return image
+    scale = imgsz / max(h, w)
+    return cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+
+
+def _write_one(sample: Sample, split_dir: dict[str, Path], split: str, imgsz: int | None) -> tuple[str, int, int]:
+    stem = yolo_name(sample.item)
+    src = sample.item.image
+    if imgsz is None and sample.image.dtype == np.uint8:
+        # Already what YOLO reads: copy the encoded file rather than re-encoding a 2048 PNG.
+        name = stem + src.suffix.lower()
+        shutil.copyfile(src, split_dir["images"] / split / name)
+    else:
+        name = stem + ".png"
+        image = _resized(to_gray_uint8(sample.image), imgsz)
+        ok, buf = cv2.imencode(".png", image)
+        if not ok:
+            raise DataError(src, "could not encode the converted image")
+        (split_dir["images"] / split / name).write_bytes(buf.tobytes())
+    (split_dir["labels"] / split / f"{stem}.txt").write_text("\n".join(label_lines(sample)) + "\n")
+    h, w = sample.hw
+    return name, h, w
+
+
+def convert_to_yolo(
+    data: str | Path,
+    out: str | Path,
+    folds: int = 5,
+    fold: int = 0,
+    imgsz: int | None = None,
+    seed: int = 0,
+    skip_bad: bool = False,
+    overwrite: bool = False,
+    workers: int = os.cpu_count() or 1,
+    progress: Callable[[int, int], None] | None = None,
+) -> ConvertResult:
+    """Convert a labelled `DCM/` + `outputs_json/` folder; fold `fold` of `folds` patient groups becomes val.
+
+    By default any problem in the data aborts the conversion and leaves nothing behind; with skip_bad the bad
+    images are dropped and listed in the result. The output appears only when complete.
+    """
+    data, out = Path(data), Path(out).resolve()
+    if not 0 <= fold < folds:
+        raise DataError("--fold", f"fold {fold} is not in 0..{folds - 1}")
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise DataError(out, "output folder exists and is not empty (pass --overwrite to replace it)")
+    listing = scan(data)
+    if not listing.items:
+        raise DataError(data, "no image has an annotation")
+    # The split depends on every patient present, including those of bad items, so dropping a bad image
+    # never moves other patients between folds.
+    assignment = make_folds([i.patient for i in listing.items], folds, seed)
+    problems = list(listing.problems)
+    if problems and not skip_bad:
+        raise DataError(problems[0].path, problems[0].reason + _more(problems))
+
+    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    dirs = {kind: tmp / kind for kind in ("images", "labels")}
+    for kind in dirs.values():
+        for split in SPLITS:
+            (kind / split).mkdir(parents=True)
+    try:
+        rows = []
+        counts = dict.fromkeys(SPLITS, 0)
+
+        def work(item: Item):
+            sample, item_problems = try_load_sample(item)
+            if item_problems:
+                return item, None, item_problems
+            split = "val" if assignment[item.patient] == fold else "train"
+            return item, (split, *_write_one(sample, dirs, split, imgsz)), []
+
+        for done, (item, written, item_problems) in enumerate(bounded_map(work, listing.items, workers), 1):
+            if item_problems:
+                problems.extend(item_problems)
+                if not skip_bad:
+                    raise DataError(item_problems[0].path, item_problems[0].reason + _more(item_problems))
+            else:
+                split, name, h, w = written
+                counts[split] += 1
+                rows.append((split, f"images/{split}/{name}", item.patient, assignment[item.patient],
+                             str(item.image.resolve()), h, w))
+            if progress:
+                progress(done, len(listing.items))
+        for split, n in counts.items():
+            if n == 0:
+                raise DataError(data, f"the {split} split is empty (fold {fold} of {folds}, "
+                                      f"{len(assignment)} patients); use fewer folds or more patients")
+        _write_meta(tmp, out, rows, assignment, folds, seed)
+        _replace_dir(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return ConvertResult(out, counts, problems)
+
+
+def _more(problems: list[Problem]) -> str:
+    extra = len(problems) - 1
+    return (f" (+{extra} more problem{'s' if extra > 1 else ''}; run `cascade check-data` for the list, "
+            "or --skip-bad to drop bad images)") if extra else " (or pass --skip-bad to drop bad images)"
+
+
+def _write_meta(tmp: Path, out: Path, rows: list, assignment: dict[str, int], folds: int, seed: int) -> None:
+    doc = {"path": str(out), "train": "images/train", "val": "images/val",
+           "nc": len(CLASSES), "names": dict(enumerate(CLASSES))}
+    write_text(tmp / "data.yaml", yaml.safe_dump(doc, sort_keys=False))
+    save_folds(tmp / FOLDS_FILE, assignment, folds, seed)
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(("split", "file", "patient", "fold", "source", "height", "width"))
+    writer.writerows(sorted(rows))
+    write_text(tmp / "index.csv", buf.getvalue())
+
+
+def _replace_dir(tmp: Path, out: Path) -> None:
+    """Move the finished tmp folder to out; an existing out is swapped away first and deleted after."""
+    old = None
+    if out.exists():
+        old = out.parent / f".{out.name}.old-{os.getpid()}"
+        os.replace(out, old)
+    os.replace(tmp, out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,87 @@
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+from hypothesis.extra.numpy import arrays
+
+from convert import rle
+
+
+def test_known_encoding_is_row_major_and_one_indexed():
+    mask = np.array([[0, 1, 1],
+                     [1, 0, 0],
+                     [0, 0, 1]], np.uint8)
+    # flattened: 0 1 1 1 0 0 0 0 1 -> runs start at pixel 2 (length 3) and pixel 9 (length 1)
+    assert rle.encode(mask) == "2 3 9 1"
+    np.testing.assert_array_equal(rle.decode("2 3 9 1", (3, 3)), mask)
+
+
+def test_empty_mask_is_empty_string_and_back():
+    assert rle.encode(np.zeros((7, 5), np.uint8)) == ""
+    assert rle.decode("", (7, 5)).sum() == 0
+
+
+def test_full_mask_is_one_run():
+    assert rle.encode(np.ones((4, 6), bool)) == "1 24"
+
+
+def test_run_wraps_across_rows_like_the_flattened_mask():
+    mask = np.zeros((3, 4), np.uint8)
+    mask[0, 3] = mask[1, 0] = mask[1, 1] = 1  # end of row 0 continues into row 1 in row-major order
+    assert rle.encode(mask) == "4 3"
+
+
+@pytest.mark.parametrize("where", ["top", "bottom", "left", "right", "corners"])
+def test_masks_touching_the_edges(where):
+    mask = np.zeros((16, 16), np.uint8)
+    if where == "top":
+        mask[0, 3:9] = 1
+    elif where == "bottom":
+        mask[-1, :] = 1
+    elif where == "left":
+        mask[:, 0] = 1
+    elif where == "right":
+        mask[:, -1] = 1
+    else:
+        mask[0, 0] = mask[-1, -1] = mask[0, -1] = mask[-1, 0] = 1
+    code = rle.encode(mask)
+    assert code == rle.encode_full(mask)
+    np.testing.assert_array_equal(rle.decode(code, mask.shape), mask)
+
+
+@settings(max_examples=300, deadline=None)
+@given(arrays(np.bool_, st.tuples(st.integers(1, 40), st.integers(1, 40)),
+              elements=st.booleans()))
+def test_round_trip_random_masks(mask):
+    code = rle.encode(mask)
+    assert code == rle.encode_full(mask)
+    np.testing.assert_array_equal(rle.decode(code, mask.shape), mask.astype(np.uint8))
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(8, 64), st.integers(8, 64), st.integers(0, 2**32 - 1))
+def test_round_trip_sparse_blobs(h, w, seed):
+    rng = np.random.default_rng(seed)
+    mask = np.zeros((h, w), np.uint8)
+    y0, x0 = rng.integers(0, h), rng.integers(0, w)
+    mask[y0:y0 + rng.integers(1, h), x0:x0 + rng.integers(1, w)] = 1
+    np.testing.assert_array_equal(rle.decode(rle.encode(mask), (h, w)), mask)
+
+
+def test_encode_accepts_uint8_probability_style_masks():
+    mask = np.zeros((5, 5), np.uint8)
+    mask[2, 1:3] = 255
+    assert rle.encode(mask) == "12 2"
+
+
+@pytest.mark.parametrize("bad,why", [
+    ("1 2 3", "odd number"),
+    ("a b", "integers"),
+    ("0 3", "below 1"),
+    ("3 0", "length is below 1"),
+    ("5 2 1 1", "ascending"),
+    ("1 5 3 2", "overlap"),
+    ("24 2", "beyond"),
+])
+def test_decode_rejects_invalid_runs(bad, why):
+    with pytest.raises(ValueError, match=why):
+        rle.decode(bad, (4, 6))

@@ -1,0 +1,99 @@
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from cascade.cli import main
+from convert import rle
+from convert.classes import CLASSES
+from convert.submission import encode_masks, read_submission, validate_submission, write_submission
+
+
+def _masks(seed, hw=(32, 24)):
+    rng = np.random.default_rng(seed)
+    masks = np.zeros((29, *hw), np.uint8)
+    for c in range(29):
+        if c % 5:  # some classes stay empty
+            y, x = rng.integers(0, hw[0] - 4), rng.integers(0, hw[1] - 4)
+            masks[c, y:y + 4, x:x + 3] = 1
+    masks[27, :, :] = 1  # a full mask
+    return masks
+
+
+@pytest.fixture
+def submission(tmp_path):
+    path = tmp_path / "sub.csv"
+    encoded = {f"img{i}.png": encode_masks(_masks(i)) for i in (3, 1, 2)}
+    write_submission(path, encoded)
+    return path
+
+
+def test_written_file_round_trips_with_empty_masks_kept_empty(submission):
+    df = read_submission(submission)
+    assert list(df.columns) == ["image_name", "class", "rle"]
+    assert len(df) == 3 * 29
+    assert df["image_name"].tolist()[::29] == ["img1.png", "img2.png", "img3.png"]
+    assert df["class"].tolist()[:29] == list(CLASSES)
+    assert not df["rle"].isna().any()
+    assert df.loc[0, "rle"] == ""  # class 0 is empty in _masks
+    for i, name in enumerate(["img1.png", "img2.png", "img3.png"], start=0):
+        rows = df[df.image_name == name]
+        back = np.stack([rle.decode(code, (32, 24)) for code in rows["rle"]])
+        np.testing.assert_array_equal(back, _masks(int(name[3])))
+
+
+def test_valid_file_passes(submission):
+    report = validate_submission(submission, {f"img{i}.png": (32, 24) for i in (1, 2, 3)})
+    assert report.ok, report.problems
+    assert (report.images, report.rows) == (3, 87)
+
+
+def _corrupt(path, edit):
+    lines = path.read_text().splitlines()
+    edit(lines)
+    path.write_text("\n".join(lines) + "\n")
+
+
+@pytest.mark.parametrize("edit,expected", [
+    (lambda L: L.__setitem__(0, "image,class,rle"), "header"),
+    (lambda L: L.pop(5), "rows for 3 images"),
+    (lambda L: L.__setitem__(2, L[2].replace("finger-2", "finger-20")), "expected 'finger-2'"),
+    (lambda L: L.__setitem__(3, "img1.png,finger-3,700 100"), "beyond the image"),
+    (lambda L: L.__setitem__(3, "img1.png,finger-3,5 10 8 2"), "overlap"),
+    (lambda L: L.__setitem__(3, "img1.png,finger-3,5 x"), "integers"),
+    (lambda L: L.__setitem__(3, "img1.png,finger-3,9 2 1 1"), "ascending"),
+    (lambda L: L.insert(1, L.pop(40)), "not contiguous"),
+])
+def test_each_kind_of_mistake_is_reported(submission, edit, expected):
+    _corrupt(submission, edit)
+    report = validate_submission(submission, default_hw=(32, 24))
+    assert not report.ok
+    assert any(expected in p for p in report.problems), report.problems
+
+
+def test_unsorted_images_and_image_list_mismatch(tmp_path):
+    path = tmp_path / "s.csv"
+    write_submission(path, {"b.png": encode_masks(_masks(0)), "c.png": encode_masks(_masks(1))})
+    text = path.read_text().splitlines()
+    path.write_text("\n".join([text[0]] + text[30:] + text[1:30]) + "\n")
+    report = validate_submission(path, {"a.png": (32, 24), "b.png": (32, 24)}, max_problems=5)
+    joined = " | ".join(report.problems)
+    assert "sorted" in joined and "a.png" in joined and "c.png" in joined
+
+
+def test_failed_write_leaves_previous_file_untouched(submission):
+    before = submission.read_bytes()
+    with pytest.raises(ValueError):
+        write_submission(submission, {"a.png": ["", ""]})  # not 29 masks
+    assert submission.read_bytes() == before
+    assert [p.name for p in submission.parent.iterdir()] == ["sub.csv"]
+
+
+def test_cli_exit_codes(submission, tmp_path):
+    runner = CliRunner()
+    ok = runner.invoke(main, ["validate-submission", str(submission), "--size", "24x32"])
+    assert ok.exit_code == 0 and "valid (3 images, 87 rows)" in ok.output
+    too_small = runner.invoke(main, ["validate-submission", str(submission), "--size", "4x4"])
+    assert too_small.exit_code == 1 and "beyond" in too_small.output
+    missing = runner.invoke(main, ["validate-submission", str(tmp_path / "nope.csv")])
+    assert missing.exit_code == 2
+    assert missing.output.strip().count("\n") == 0 and "nope.csv: submission file not found" in missing.output
