@@ -151,6 +151,25 @@ def validate_submission_cmd(file, images, size):
     sys.exit(1)
 
 
+@main.command("train-stage1", context_settings={"ignore_unknown_options": True})
+@click.option("--data", required=True, type=click.Path(path_type=Path), help="YOLO-seg folder written by `cascade convert`.")
+@click.option("--config", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="Stage 1 config (default configs/stage1.yaml; configs/stage1_cpu.yaml for a CPU run).")
+@click.argument("overrides", nargs=-1)
+@user_errors
+def train_stage1_cmd(data, config, overrides):
+    """Train the full-hand YOLO segmentation model.
+
+    OVERRIDES are key=value pairs as ultralytics' CLI takes them, e.g. epochs=1 imgsz=128 device=cpu,
+    plus model=yolo11s-seg (a size name or a .pt path) and region.margin=0.15.
+    """
+    from stage1_detect.config import load_stage1_config
+    from stage1_detect.train import train_stage1
+
+    run = train_stage1(data, load_stage1_config(config, overrides))
+    click.echo(f"stage 1 weights: {run.best}\nrun folder (metrics, config): {run.run_dir}")
+
+
 @main.command()
 @click.option("--out", default="demo_out", show_default=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for everything the demo writes.")

@@ -1,0 +1,130 @@
+"""The carpal region: ONE rule from class masks to the box stage 2 looks at.
+
+Stage 1 applies it to predicted masks, stage 2's training to ground-truth masks, so both crop alike.
+When too few carpal bones are found the region is derived from the neighbours (metacarpals, radius, ulna)
+and, failing that, from where it sits on average in the training set; the result says which path was taken.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from .classes import CARPAL_INDICES, CLASS_INDEX
+
+METACARPALS = tuple(CLASS_INDEX[f"finger-{i}"] for i in (3, 7, 11, 15, 19))
+FOREARM = (CLASS_INDEX["Radius"], CLASS_INDEX["Ulna"])
+
+
+@dataclass(frozen=True)
+class RegionPrior:
+    """Where the carpal box sits, measured on training masks (see fit_region_prior); the defaults are the
+    real data's figures (carpal region about x 590-1310, y 870-1700 of 2048)."""
+
+    mean_box: tuple[float, float, float, float] = (0.29, 0.42, 0.64, 0.83)  # x0, y0, x1, y1 / image size
+    along: float = 0.55   # carpal centre = forearm centroid + along * (metacarpal centroid - forearm centroid)
+    side_ratio: float = 0.9  # carpal box side / distance between those two centroids
+
+
+@dataclass(frozen=True)
+class RegionConfig:
+    margin: float = 0.12      # added on each side, as a fraction of the carpal box's longer side
+    min_side: float = 0.15    # at least this fraction of the image's shorter side
+    square: bool = True       # stage 2 resizes to a square input; a square crop keeps the aspect
+    min_carpals: int = 5      # fewer carpal bones found -> derive the region from the neighbours
+    prior: RegionPrior = field(default_factory=RegionPrior)
+
+
+@dataclass(frozen=True)
+class Region:
+    box: tuple[int, int, int, int]  # x0, y0, x1, y1 in image pixels, x1 / y1 exclusive
+    source: str                     # "carpals", "neighbours" or "prior"
+
+    @property
+    def slices(self) -> tuple[slice, slice]:
+        x0, y0, x1, y1 = self.box
+        return slice(y0, y1), slice(x0, x1)
+
+
+def _bbox(mask: np.ndarray) -> tuple[float, float, float, float] | None:
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(mask[rows[0]:rows[-1] + 1].any(axis=0))
+    return float(cols[0]), float(rows[0]), float(cols[-1] + 1), float(rows[-1] + 1)
+
+
+def _centroid(masks: np.ndarray, classes) -> np.ndarray | None:
+    total, acc = 0, np.zeros(2)
+    for c in classes:
+        ys, xs = np.nonzero(masks[c])
+        if xs.size:
+            total += xs.size
+            acc += (xs.sum(), ys.sum())
+    return acc / total if total else None
+
+
+def _finish(cx: float, cy: float, w: float, h: float, hw: tuple[int, int], cfg: RegionConfig, source: str) -> Region:
+    """Margin, square, minimum size, then clip; a square box is shifted inside the image rather than cut."""
+    H, W = hw
+    pad = cfg.margin * max(w, h)
+    w, h = w + 2 * pad, h + 2 * pad
+    if cfg.square:
+        w = h = max(w, h)
+    floor = cfg.min_side * min(H, W)
+    w, h = min(max(w, floor), W), min(max(h, floor), H)
+    x0 = min(max(cx - w / 2, 0.0), W - w)
+    y0 = min(max(cy - h / 2, 0.0), H - h)
+    box = (int(round(x0)), int(round(y0)), int(round(x0 + w)), int(round(y0 + h)))
+    box = (max(box[0], 0), max(box[1], 0), min(box[2], W), min(box[3], H))
+    return Region(box, source)
+
+
+def carpal_region(masks: np.ndarray, cfg: RegionConfig = RegionConfig()) -> Region:
+    """(29, H, W) binary masks (predicted or ground truth) -> the carpal region; never fails on empty masks."""
+    hw = masks.shape[1:]
+    boxes = [b for b in (_bbox(masks[c]) for c in CARPAL_INDICES) if b is not None]
+    if len(boxes) >= cfg.min_carpals:
+        x0, y0 = min(b[0] for b in boxes), min(b[1] for b in boxes)
+        x1, y1 = max(b[2] for b in boxes), max(b[3] for b in boxes)
+        return _finish((x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0, hw, cfg, "carpals")
+    meta, fore = _centroid(masks, METACARPALS), _centroid(masks, FOREARM)
+    if meta is not None and fore is not None and np.linalg.norm(meta - fore) > 1:
+        centre = fore + cfg.prior.along * (meta - fore)
+        side = cfg.prior.side_ratio * float(np.linalg.norm(meta - fore))
+        # the learned side ratio already includes the margin
+        return _finish(*centre, side, side, hw, replace(cfg, margin=0.0), "neighbours")
+    H, W = hw
+    x0, y0, x1, y1 = cfg.prior.mean_box
+    return _finish((x0 + x1) / 2 * W, (y0 + y1) / 2 * H, (x1 - x0) * W, (y1 - y0) * H, hw,
+                   replace(cfg, margin=0.0), "prior")
+
+
+def fit_region_prior(mask_sets, cfg: RegionConfig = RegionConfig()) -> RegionPrior:
+    """Measure the prior on ground-truth (29, H, W) mask stacks: mean normalised carpal box, and where the carpal
+    centre sits between the forearm and metacarpal centroids."""
+    boxes, alongs, ratios = [], [], []
+    for masks in mask_sets:
+        H, W = masks.shape[1:]
+        region = carpal_region(masks, replace(cfg, min_side=0.0, min_carpals=1))
+        if region.source != "carpals":
+            continue
+        x0, y0, x1, y1 = region.box
+        boxes.append((x0 / W, y0 / H, x1 / W, y1 / H))
+        meta, fore = _centroid(masks, METACARPALS), _centroid(masks, FOREARM)
+        if meta is None or fore is None:
+            continue
+        axis = meta - fore
+        dist = float(np.linalg.norm(axis))
+        if dist <= 1:
+            continue
+        centre = np.array([(x0 + x1) / 2, (y0 + y1) / 2])
+        alongs.append(float((centre - fore) @ axis) / dist ** 2)
+        ratios.append(max(x1 - x0, y1 - y0) / dist)
+    if not boxes:
+        return cfg.prior
+    mean_box = tuple(float(v) for v in np.mean(boxes, axis=0))
+    along = float(np.median(alongs)) if alongs else cfg.prior.along
+    ratio = float(np.median(ratios)) if ratios else cfg.prior.side_ratio
+    return RegionPrior(mean_box, along, ratio)

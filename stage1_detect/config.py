@@ -1,0 +1,63 @@
+"""Stage 1 configuration: our own keys typed, everything else passed to ultralytics as its CLI takes it."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from convert.config import CONFIG_DIR, load_config, parse_overrides
+from convert.errors import CascadeError
+from convert.region import RegionConfig
+
+OWN_KEYS = ("model", "conf", "region")
+MODEL_NAME = re.compile(r"^(yolov8|yolo11)[nslmx]-seg$")
+
+
+@dataclass
+class Stage1Config:
+    model: str = "yolo11m-seg"
+    conf: float = 0.25
+    region: RegionConfig = field(default_factory=RegionConfig)
+    ultralytics: dict[str, Any] = field(default_factory=dict)
+
+
+def load_stage1_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> Stage1Config:
+    """configs/stage1.yaml (or path) + `key=value` overrides; keys that are not ours go to ultralytics and must
+    be ones ultralytics knows."""
+    from ultralytics.cfg import DEFAULT_CFG_DICT
+
+    routed = {}
+    for key, value in parse_overrides(overrides).items():
+        top = key.split(".")[0]
+        if top in OWN_KEYS or top == "ultralytics":
+            routed[key] = value
+        elif key in DEFAULT_CFG_DICT:
+            routed[f"ultralytics.{key}"] = value
+        else:
+            raise CascadeError(f"unknown setting {key!r}: not a stage 1 key ({', '.join(OWN_KEYS)}) "
+                               "nor an ultralytics training argument")
+    cfg = load_config(Stage1Config, path or CONFIG_DIR / "stage1.yaml", routed)
+    unknown = sorted(set(cfg.ultralytics) - set(DEFAULT_CFG_DICT))
+    if unknown:
+        raise CascadeError(f"{path or 'configs/stage1.yaml'}: unknown ultralytics argument(s) {', '.join(unknown)}")
+    for ours in ("data", "model", "task", "mode"):
+        if ours in cfg.ultralytics:
+            raise CascadeError(f"{ours!r} is set by cascade, not under `ultralytics:`")
+    return cfg
+
+
+def resolve_model(model: str) -> str:
+    """A size name builds from ultralytics' bundled YAML (no download); a .pt must be a file the user has."""
+    path = Path(model)
+    if path.suffix == ".pt":
+        if not path.is_file():
+            raise CascadeError(f"{model}: weights file not found (pretrained weights are not downloaded; "
+                               "fetch them on an online machine and pass the path)")
+        return str(path)
+    if path.suffix in (".yaml", ".yml"):
+        return model
+    if not MODEL_NAME.match(model):
+        raise CascadeError(f"model {model!r}: expected e.g. yolo11n-seg, yolov8s-seg (sizes n s m l x) or a .pt path")
+    return f"{model}.yaml"

@@ -1,0 +1,76 @@
+"""Stage 1 inference: any image -> 29 multi-label masks at the image's own size, confidences, carpal region."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import cv2
+import numpy as np
+import torch
+
+from convert.classes import NUM_CLASSES
+from convert.config import build
+from convert.errors import CascadeError
+from convert.images import to_gray_uint8
+from convert.region import Region, RegionConfig, carpal_region
+
+from .weights import META_KEY
+
+
+@dataclass
+class Stage1Output:
+    masks: np.ndarray   # (29, H, W) uint8 {0,1}; overlaps kept; a class not found is all zero
+    scores: np.ndarray  # (29,) float32 confidence of the instance kept per class, 0 when not found
+    region: Region      # the carpal region and which rule produced it
+
+
+class Stage1Model:
+    """Loaded once, then `predict` on batches of decoded images (grey or colour, 8 or 16 bit, any size)."""
+
+    def __init__(self, weights: str | Path, device: str | None = None, conf: float | None = None,
+                 imgsz: int | None = None, half: bool | None = None):
+        from ultralytics import YOLO
+
+        weights = Path(weights)
+        if not weights.is_file():
+            raise CascadeError(f"{weights}: stage 1 weights not found")
+        try:
+            self.model = YOLO(str(weights), task="segment")
+        except Exception as exc:  # ultralytics raises many types for a file that is not its checkpoint
+            raise CascadeError(f"{weights}: not a YOLO segmentation checkpoint ({type(exc).__name__})") from None
+        if len(self.model.names) != NUM_CLASSES:
+            raise CascadeError(f"{weights}: model has {len(self.model.names)} classes, expected {NUM_CLASSES}")
+        meta = (self.model.ckpt or {}).get(META_KEY, {})
+        self.region_cfg = build(RegionConfig, meta.get("region", {}), f"{weights}:region")
+        self.conf = conf if conf is not None else float(meta.get("conf", 0.25))
+        self.imgsz = imgsz or int(self.model.overrides.get("imgsz", 640))
+        self.device = device or ("cuda:0" if torch.cuda.is_available() else "cpu")
+        self.half = torch.device(self.device).type == "cuda" if half is None else half
+
+    def predict(self, images: Sequence[np.ndarray]) -> list[Stage1Output]:
+        if not images:
+            return []
+        bgr = [cv2.cvtColor(to_gray_uint8(im), cv2.COLOR_GRAY2BGR) for im in images]
+        results = self.model.predict(bgr, imgsz=self.imgsz, conf=self.conf, device=self.device, half=self.half,
+                                     retina_masks=True, max_det=300, verbose=False)
+        return [self._semantic(r, im.shape[:2]) for r, im in zip(results, images)]
+
+    def _semantic(self, result, hw: tuple[int, int]) -> Stage1Output:
+        """Instances -> one mask per class: the highest-confidence instance (each bone occurs once per hand)."""
+        masks = np.zeros((NUM_CLASSES, *hw), np.uint8)
+        scores = np.zeros(NUM_CLASSES, np.float32)
+        if result.masks is not None and len(result.boxes):
+            cls = result.boxes.cls.long()
+            conf = result.boxes.conf.float()
+            best = torch.full((NUM_CLASSES,), -1.0, device=conf.device).scatter_reduce(0, cls, conf, "amax")
+            found = torch.nonzero(best >= 0).flatten()
+            # index of the best instance of each found class (ties go to the first)
+            pick = torch.stack([torch.nonzero((cls == c) & (conf == best[c]))[0, 0] for c in found])
+            data = result.masks.data[pick]  # only the kept instances leave the device
+            if data.shape[-2:] != hw:  # ultralytics returns native size with retina_masks; guard anyway
+                data = torch.nn.functional.interpolate(data[None].float(), size=hw, mode="nearest")[0]
+            masks[found.cpu().numpy()] = data.to(torch.uint8).cpu().numpy()
+            scores[found.cpu().numpy()] = best[found].cpu().numpy()
+        return Stage1Output(masks, scores, carpal_region(masks, self.region_cfg))

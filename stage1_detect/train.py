@@ -1,0 +1,96 @@
+"""`cascade train-stage1`: train an ultralytics segmentation model on a dataset written by `cascade convert`."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from convert import offline
+from convert.classes import CLASSES
+from convert.errors import DataError
+from convert.masks import class_masks
+from convert.region import fit_region_prior
+from convert.images import IMAGE_SUFFIXES
+
+from .config import Stage1Config, resolve_model
+from .weights import embed_meta
+
+PRIOR_SIDE = 256  # label polygons are rasterised this small to measure the region prior: a box needs no detail
+
+
+@dataclass
+class Stage1Run:
+    run_dir: Path
+    best: Path
+    last: Path
+
+
+def check_yolo_data(data: str | Path) -> Path:
+    """The converted dataset's data.yaml, after checking what training needs; problems are one-line errors."""
+    data = Path(data)
+    yaml_path = data / "data.yaml" if data.is_dir() else data
+    if not yaml_path.is_file():
+        raise DataError(yaml_path, "no data.yaml (write the dataset with `cascade convert`)")
+    try:
+        doc = yaml.safe_load(yaml_path.read_text()) or {}
+    except yaml.YAMLError:
+        raise DataError(yaml_path, "not valid YAML") from None
+    names = doc.get("names")
+    names = [names[k] for k in sorted(names)] if isinstance(names, dict) else names
+    if names != list(CLASSES):
+        count = len(names) if isinstance(names, (list, dict)) else 0
+        raise DataError(yaml_path, f"has {count} class names, expected the {len(CLASSES)} hand-bone classes in order")
+    root = Path(doc.get("path") or yaml_path.parent)
+    for split in ("train", "val"):
+        if split not in doc:
+            raise DataError(yaml_path, f"no '{split}' split")
+        folder = root / doc[split]
+        if not folder.is_dir() or not any(p.suffix.lower() in IMAGE_SUFFIXES for p in folder.iterdir()):
+            raise DataError(yaml_path, f"the {split} split {folder} has no images")
+    return yaml_path
+
+
+def _label_masks(yaml_path: Path):
+    """Ground-truth masks of the training split, rebuilt small from the YOLO label files."""
+    root = yaml_path.parent
+    aspect = {}
+    index = root / "index.csv"
+    if index.is_file():
+        with open(index) as f:
+            aspect = {Path(r["file"]).stem: int(r["height"]) / int(r["width"]) for r in csv.DictReader(f)}
+    for label in sorted((root / "labels" / "train").glob("*.txt")):
+        h, w = round(PRIOR_SIDE * aspect.get(label.stem, 1.0)), PRIOR_SIDE
+        polygons = []
+        for line in label.read_text().splitlines():
+            values = line.split()
+            if len(values) >= 7:
+                xy = np.array(values[1:], float).reshape(-1, 2) * (w, h) - 0.5
+                polygons.append((int(values[0]), xy))
+        yield class_masks(polygons, (h, w))
+
+
+def train_stage1(data: str | Path, cfg: Stage1Config) -> Stage1Run:
+    """Train; the weights carry our config and the region prior measured on the training labels."""
+    yaml_path = check_yolo_data(data)
+    model_file = resolve_model(cfg.model)
+    offline.ensure_font()
+    from ultralytics import YOLO
+
+    model = YOLO(model_file, task="segment")
+    model.train(data=str(yaml_path), **cfg.ultralytics)
+    run_dir = Path(model.trainer.save_dir)
+    prior = fit_region_prior(_label_masks(yaml_path), cfg.region)
+    resolved = dataclasses.replace(cfg, region=dataclasses.replace(cfg.region, prior=prior))
+    meta = json.loads(json.dumps(dataclasses.asdict(resolved)))  # plain lists and dicts, for YAML and torch
+    (run_dir / "cascade_stage1.yaml").write_text(yaml.safe_dump(meta, sort_keys=False))
+    best, last = run_dir / "weights" / "best.pt", run_dir / "weights" / "last.pt"
+    for weights in (best, last):
+        if weights.is_file():
+            embed_meta(weights, meta)
+    return Stage1Run(run_dir, best if best.is_file() else last, last)

@@ -1,0 +1,18 @@
+"""Our settings travel inside the ultralytics .pt file, so one file is all `cascade predict` needs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from convert.atomic import atomic_path
+
+META_KEY = "cascade_stage1"
+
+
+def embed_meta(weights: Path, meta: dict) -> None:
+    ckpt = torch.load(weights, map_location="cpu", weights_only=False)  # ultralytics' own pickled checkpoint
+    ckpt[META_KEY] = meta
+    with atomic_path(weights) as tmp:
+        torch.save(ckpt, tmp)

@@ -1,0 +1,99 @@
+import csv
+
+import cv2
+import numpy as np
+import pytest
+import yaml
+
+from convert.classes import CLASSES
+from convert.dataset import load_sample, scan
+from convert.errors import DataError
+from convert.folds import load_folds
+from convert.masks import polygon_mask
+from convert.yolo import convert_to_yolo
+
+
+@pytest.fixture(scope="module")
+def converted(synth_root, tmp_path_factory):
+    out = tmp_path_factory.mktemp("yolo") / "set"
+    result = convert_to_yolo(synth_root / "train", out, folds=3, fold=1, workers=2)
+    return result
+
+
+def test_layout_and_data_yaml(converted):
+    out = converted.out
+    doc = yaml.safe_load((out / "data.yaml").read_text())
+    assert doc["path"] == str(out) and out.is_absolute()
+    assert doc["names"] == dict(enumerate(CLASSES)) and doc["nc"] == 29
+    assert converted.counts["train"] + converted.counts["val"] == 12
+    for split in ("train", "val"):
+        images = sorted(p.stem for p in (out / "images" / split).iterdir())
+        labels = sorted(p.stem for p in (out / "labels" / split).iterdir())
+        assert images == labels and images
+
+
+def test_split_is_by_patient_and_recorded(converted):
+    folds, k = load_folds(converted.out / "folds.json")
+    assert k == 3
+    with open(converted.out / "index.csv") as f:
+        rows = list(csv.DictReader(f))
+    patients = {"train": set(), "val": set()}
+    for r in rows:
+        patients[r["split"]].add(r["patient"])
+        assert (r["split"] == "val") == (folds[r["patient"]] == 1)
+        assert (int(r["height"]), int(r["width"])) == (192, 192)
+    assert patients["train"] and patients["val"] and not patients["train"] & patients["val"]
+
+
+def test_labels_rasterise_back_to_the_json_masks(converted, synth_root):
+    samples = {f"{s.patient}__{s.image.stem}": load_sample(s) for s in scan(synth_root / "train").items}
+    for label_file in (converted.out / "labels").rglob("*.txt"):
+        sample = samples[label_file.stem]
+        lines = label_file.read_text().splitlines()
+        assert len(lines) == 29
+        for line, (cls, points) in zip(lines, sample.polygons):
+            values = line.split()
+            assert int(values[0]) == cls
+            xy = np.array(values[1:], float).reshape(-1, 2)
+            assert xy.min() >= 0 and xy.max() <= 1
+            back = xy * [192, 192] - 0.5  # YOLO's normalised coordinates -> pixel coordinates
+            a = polygon_mask(back, (192, 192)).astype(bool)
+            b = polygon_mask(points, (192, 192)).astype(bool)
+            assert (a & b).sum() / (a | b).sum() > 0.99
+
+
+def test_ultralytics_reads_the_dataset_without_complaints(converted, tmp_path):
+    from ultralytics.data.dataset import YOLODataset
+    from ultralytics.data.utils import check_det_dataset
+
+    data = check_det_dataset(str(converted.out / "data.yaml"), autodownload=False)
+    assert data["nc"] == 29
+    for split in ("train", "val"):
+        ds = YOLODataset(img_path=data[split], data=data, task="segment", imgsz=128, augment=False)
+        found, missing, empty, corrupt, total = ds.cache_labels(tmp_path / f"{split}.cache")["results"]
+        assert (found, missing, empty, corrupt) == (total, 0, 0, 0)
+        assert all(len(lbl["segments"]) == 29 for lbl in ds.labels)
+
+
+def test_imgsz_resizes_images_but_not_normalised_labels(synth_root, tmp_path, converted):
+    result = convert_to_yolo(synth_root / "train", tmp_path / "small", folds=3, fold=1, imgsz=96, workers=2)
+    some = next((result.out / "images" / "train").iterdir())
+    assert cv2.imread(str(some)).shape[:2] == (96, 96)
+    assert (result.out / "labels" / "train" / f"{some.stem}.txt").read_text() == \
+        (converted.out / "labels" / "train" / f"{some.stem}.txt").read_text()
+
+
+def test_existing_output_needs_overwrite_and_is_replaced_whole(synth_root, tmp_path):
+    out = tmp_path / "y"
+    out.mkdir()
+    (out / "stale.txt").write_text("old")
+    with pytest.raises(DataError, match="--overwrite"):
+        convert_to_yolo(synth_root / "train", out, folds=3)
+    convert_to_yolo(synth_root / "train", out, folds=3, overwrite=True)
+    assert not (out / "stale.txt").exists() and (out / "data.yaml").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["y"]
+
+
+def test_empty_split_is_an_error(synth_root, tmp_path):
+    with pytest.raises(DataError, match="6 patients cannot fill 7 folds"):
+        convert_to_yolo(synth_root / "train", tmp_path / "z", folds=7)

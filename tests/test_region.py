@@ -1,0 +1,70 @@
+import numpy as np
+
+from convert.classes import CLASS_INDEX, NUM_CLASSES
+from convert.region import RegionConfig, carpal_region, fit_region_prior
+
+H = W = 400
+
+
+def _masks(carpal_box=(150, 180, 250, 260), with_carpals=8, with_neighbours=True):
+    m = np.zeros((NUM_CLASSES, H, W), np.uint8)
+    x0, y0, x1, y1 = carpal_box
+    xs = np.linspace(x0, x1, 5).astype(int)
+    for k, c in enumerate(range(19, 19 + with_carpals)):
+        # 8 small blobs tiling the carpal box: two rows of four
+        row, col = divmod(k, 4)
+        yy = y0 if row == 0 else (y0 + y1) // 2
+        m[c, yy:yy + (y1 - y0) // 2, xs[col]:xs[col + 1]] = 1
+    if with_neighbours:
+        for i in (3, 7, 11, 15, 19):  # metacarpals above
+            m[CLASS_INDEX[f"finger-{i}"], 60:170, 140 + 20 * (i // 4):150 + 20 * (i // 4)] = 1
+        m[CLASS_INDEX["Radius"], 270:400, 150:190] = 1
+        m[CLASS_INDEX["Ulna"], 280:400, 210:240] = 1
+    return m
+
+
+def test_union_of_carpals_with_margin_square_and_clip():
+    cfg = RegionConfig(margin=0.1, min_side=0.0, square=True, min_carpals=5)
+    r = carpal_region(_masks(), cfg)
+    assert r.source == "carpals"
+    # carpal union box is x 150..250, y 180..260 (100 x 80); margin 10 px each side -> 120, square -> 120 x 120
+    assert r.box == (140, 160, 260, 280)
+
+
+def test_box_at_the_border_is_shifted_inside_and_stays_square():
+    cfg = RegionConfig(margin=0.2, min_side=0.0, square=True)
+    r = carpal_region(_masks(carpal_box=(320, 10, 399, 90)), cfg)
+    x0, y0, x1, y1 = r.box
+    assert (x1, y0) == (400, 0) and x1 - x0 == y1 - y0
+
+
+def test_minimum_size():
+    r = carpal_region(_masks(), RegionConfig(margin=0.0, min_side=0.5, square=False))
+    assert r.box[2] - r.box[0] == 200 and r.box[3] - r.box[1] == 200
+
+
+def test_too_few_carpals_fall_back_to_neighbours_then_prior():
+    cfg = RegionConfig(min_carpals=5)
+    r = carpal_region(_masks(with_carpals=2), cfg)
+    assert r.source == "neighbours"
+    cx, cy = (r.box[0] + r.box[2]) / 2, (r.box[1] + r.box[3]) / 2
+    assert 150 < cx < 250 and 170 < cy < 290  # between the metacarpals and the forearm
+
+    r = carpal_region(np.zeros((NUM_CLASSES, H, W), np.uint8), cfg)
+    assert r.source == "prior"
+    x0, y0, x1, y1 = cfg.prior.mean_box
+    assert abs((r.box[0] + r.box[2]) / 2 - (x0 + x1) / 2 * W) <= 1
+
+
+def test_prior_fitted_on_ground_truth_reproduces_the_region_from_neighbours():
+    sets = [_masks(carpal_box=(150 + d, 180, 250 + d, 260)) for d in (-10, 0, 10)]
+    prior = fit_region_prior(sets)
+    cfg = RegionConfig(margin=0.1, min_side=0.0, prior=prior)
+    full = carpal_region(sets[1], cfg)
+    fallback = carpal_region(_masks(with_carpals=0), cfg)
+    assert fallback.source == "neighbours"
+    side = full.box[2] - full.box[0]
+    centre = lambda b: np.array([(b[0] + b[2]) / 2, (b[1] + b[3]) / 2])  # noqa: E731
+    # the fallback models the position along the forearm -> metacarpal axis, not across it: close, not exact
+    assert np.linalg.norm(centre(full.box) - centre(fallback.box)) < 0.15 * side
+    assert abs((fallback.box[2] - fallback.box[0]) - side) < 0.1 * side
