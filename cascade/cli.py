@@ -59,7 +59,7 @@ def main():
               help="Folder to write train/DCM, train/outputs_json and test/DCM into.")
 @click.option("--patients", default=20, show_default=True, type=click.IntRange(1), help="Training patients (2 hands each).")
 @click.option("--test-patients", default=0, show_default=True, type=click.IntRange(0), help="Unlabelled test patients.")
-@click.option("--size", default=512, show_default=True, type=click.IntRange(64, 8192), help="Image side in pixels (real data: 2048).")
+@click.option("--size", default=512, show_default=True, type=click.IntRange(128, 4096), help="Image side in pixels (real data: 2048).")
 @click.option("--seed", default=0, show_default=True, type=int, help="Same seed, same files.")
 @click.option("--config", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="Generator config (default configs/synth.yaml).")

@@ -15,7 +15,6 @@ DEFAULTS = {
     "YOLO_CONFIG_DIR": str(CACHE_DIR / "ultralytics"),
     "YOLO_OFFLINE": "1",
     "YOLO_AUTOINSTALL": "0",
-    "YOLO_VERBOSE": os.environ.get("YOLO_VERBOSE", "False"),
     "NO_ALBUMENTATIONS_UPDATE": "1",
     "HF_HUB_OFFLINE": "1",
     "MPLCONFIGDIR": str(CACHE_DIR / "matplotlib"),

@@ -32,7 +32,12 @@ from .masks import class_masks
 REF_SIZE = 2048
 
 # Where the wrist pivot sits in an unposed 2048 image: puts the mean carpal box near the real one.
-PIVOT_XY = (965.0, 1420.0)
+PIVOT_XY = (935.0, 1380.0)
+
+# A wrist turned towards the thumb rolls on the radial styloid, one turned towards the little finger on the
+# ulnar side, so the proximal carpal row slides along the radius instead of sinking into it: the bend centre
+# for negative and positive wrist angles (hand frame, reference px).
+BEND_CENTRES = ((-100.0, -40.0), (90.0, -40.0))
 
 # Joint space between consecutive bones of a ray (about 2 mm).
 JOINT_GAP = 14.0
@@ -40,16 +45,16 @@ JOINT_GAP = 14.0
 # Finger rays, thumb first: (classes base -> tip, base point (x, y), direction, bones base -> tip as
 # (length, base half-width, shaft half-width, head half-width)). Lengths follow adult hand anatomy.
 RAYS = (
-    (("finger-3", "finger-2", "finger-1"), (-168, -232), -40.0,
-     ((300, 40, 26, 36), (205, 38, 24, 31), (145, 31, 19, 24))),
-    (("finger-7", "finger-6", "finger-5", "finger-4"), (-82, -262), -8.0,
-     ((435, 38, 26, 39), (258, 40, 26, 34), (158, 33, 21, 27), (119, 28, 15, 19))),
-    (("finger-11", "finger-10", "finger-9", "finger-8"), (0, -265), 0.0,
-     ((422, 40, 27, 40), (284, 41, 27, 35), (185, 34, 22, 28), (125, 29, 15, 19))),
-    (("finger-15", "finger-14", "finger-13", "finger-12"), (80, -252), 7.0,
-     ((376, 34, 23, 36), (264, 38, 25, 32), (172, 31, 20, 26), (119, 27, 14, 18))),
-    (("finger-19", "finger-18", "finger-17", "finger-16"), (138, -226), 16.0,
-     ((350, 33, 22, 34), (211, 34, 22, 28), (125, 27, 17, 22), (106, 25, 13, 16))),
+    (("finger-3", "finger-2", "finger-1"), (-162, -218), -40.0,
+     ((300, 40, 26, 36), (205, 38, 24, 31), (150, 33, 20, 25))),
+    (("finger-7", "finger-6", "finger-5", "finger-4"), (-66, -241), -8.0,
+     ((435, 39, 26, 39), (258, 40, 26, 34), (158, 33, 21, 27), (124, 31, 17, 21))),
+    (("finger-11", "finger-10", "finger-9", "finger-8"), (0, -244), 0.0,
+     ((422, 41, 27, 40), (284, 41, 27, 35), (185, 34, 22, 28), (130, 32, 17, 21))),
+    (("finger-15", "finger-14", "finger-13", "finger-12"), (64, -232), 7.0,
+     ((376, 35, 23, 36), (264, 38, 25, 32), (172, 31, 20, 26), (124, 30, 16, 20))),
+    (("finger-19", "finger-18", "finger-17", "finger-16"), (120, -209), 16.0,
+     ((350, 34, 22, 34), (211, 34, 22, 28), (125, 27, 17, 22), (112, 28, 15, 18))),
 )
 
 # Depth of a bone's rounded ends as a fraction of the end's half-width: (base, head). Metacarpal heads are
@@ -60,23 +65,24 @@ CAPS = {"metacarpal": (0.3, 0.9), "phalanx": (0.3, 0.55), "distal": (0.3, 0.8)}
 # 2 is an ellipse, larger is boxier). Positions make the articulations of the contract: MC1 on Trapezium, MC2
 # on Trapezoid, MC3 on Capitate, MC4/MC5 on Hamate; Pisiform over Triquetrum, Trapezium over Trapezoid.
 CARPAL_SHAPES = {
-    "Trapezium": (-133, -185, 50, 42, -35.0, 2.3),
-    "Trapezoid": (-88, -212, 42, 37, -5.0, 2.6),
-    "Capitate": (-5, -180, 78, 50, 0.0, 2.6),
-    "Hamate": (85, -180, 64, 48, 15.0, 2.4),
-    "Scaphoid": (-100, -80, 85, 40, -55.0, 2.2),
-    "Lunate": (-5, -60, 48, 52, 0.0, 2.2),
-    "Triquetrum": (88, -92, 48, 40, 55.0, 2.3),
-    "Pisiform": (115, -75, 37, 36, 20.0, 2.0),
+    "Trapezium": (-125, -186, 50, 42, -35.0, 2.3),
+    "Trapezoid": (-85, -209, 42, 37, -5.0, 2.6),
+    "Capitate": (-5, -172, 78, 50, 0.0, 2.6),
+    "Hamate": (76, -172, 64, 48, 15.0, 2.4),
+    "Scaphoid": (-104, -84, 85, 40, -55.0, 2.2),
+    "Lunate": (-5, -54, 48, 52, 0.0, 2.2),
+    "Triquetrum": (88, -80, 48, 40, 55.0, 2.3),
+    "Pisiform": (108, -71, 38, 37, 20.0, 2.0),
 }
 
 # Forearm bones, distal end up: (centre x of the shaft, y of the distal end, length, shaft half-width,
-# distal half-width, flare length, sideways shift of the distal end, tilt of the distal surface (+: the thumb side reaches further), distal cap).
-# Radius: wide distal end flaring to the thumb side, styloid reaching further (radial inclination ~20 deg).
-# Ulna: narrower, ending a little short of the radius (ulnar variance), styloid on the little-finger side.
+# distal half-width, flare length, sideways shift of the distal end, tilt of the distal surface (+: the thumb
+# side reaches further), depth of the distal cap). Both are long enough to leave the image at any pose.
+# Radius: wide distal end flaring to the thumb side, its styloid reaching furthest (radial inclination).
+# Ulna: narrower, ending short of the radius (ulnar variance), its styloid on the little-finger side.
 FOREARM_SHAPES = {
-    "Radius": (-45, 0, 2000, 48, 95, 320, -25, 20.0, 0.2),
-    "Ulna": (68, 38, 2000, 34, 46, 220, 5, -15.0, 0.5),
+    "Radius": (-40, -24, 2000, 46, 98, 300, -12, 12.0, 0.2),
+    "Ulna": (62, 28, 2000, 34, 46, 220, 5, -15.0, 0.5),
 }
 
 
@@ -86,13 +92,13 @@ FOREARM_SHAPES = {
 @dataclass
 class PoseConfig:
     rotation_deg: float = 12.0
-    scale: tuple[float, float] = (0.9, 1.08)
-    shift_frac: float = 0.05
+    scale: tuple[float, float] = (0.94, 1.12)
+    shift_frac: float = 0.07
     spread_deg: tuple[float, float] = (-3.0, 6.0)
     joint_deg: float = 2.5
     thumb_deg: float = 6.0
-    bent_prob: float = 0.3
-    bent_deg: tuple[float, float] = (15.0, 35.0)
+    bent_wrist_prob: float = 0.3
+    bent_deg: tuple[float, float] = (12.0, 30.0)
     bent_foreshorten: tuple[float, float] = (0.6, 0.85)
     natural_wrist_deg: float = 3.0
     size_jitter: float = 0.04
@@ -115,14 +121,15 @@ class RenderConfig:
     tissue: tuple[float, float] = (0.25, 0.4)
     tissue_ramp_px: float = 60.0
     tissue_margin: float = 1.0
-    cortex: tuple[float, float] = (1.1, 1.5)
-    medulla: tuple[float, float] = (0.45, 0.65)
-    cortex_frac: float = 0.22
+    cortex: tuple[float, float] = (1.0, 1.3)
+    medulla: tuple[float, float] = (0.35, 0.5)
+    cortex_frac: float = 0.15
     bone_jitter: float = 0.08
-    texture: float = 0.12
-    texture_cells: int = 48
-    gain: tuple[float, float] = (0.9, 1.3)
+    texture: float = 0.1
+    texture_cells: int = 128
+    gain: tuple[float, float] = (0.8, 1.1)
     gamma: tuple[float, float] = (0.8, 1.25)
+    headroom: tuple[float, float] = (1.0, 1.1)
     noise: tuple[float, float] = (0.01, 0.035)
     blur_px: tuple[float, float] = (0.6, 2.0)
 
@@ -155,7 +162,7 @@ def _long_bone(length: float, w_base: float, w_shaft: float, w_head: float, cap_
     t = np.linspace(0.0, 1.0, n)
     u = cb + t * (length - cb - ch)
     g_base = _smooth01(1.0 - t / flare)
-    g_head = _smooth01((t - (1.0 - flare)) / flare)
+    g_head = _smooth01((t - (1.0 - flare)) / flare) ** 2  # squared: the flare is concave, steepest at the end
     w = w_shaft + (w_base - w_shaft) * g_base + (w_head - w_shaft) * g_head
     c = head_shift * g_head
     phi = np.linspace(0.0, np.pi, n // 2 + 2)[1:-1]
@@ -204,8 +211,7 @@ class _Pose:
     shift: np.ndarray  # reference pixels
 
 
-def _sample_pose(rng: np.random.Generator, left: bool, p: PoseConfig) -> _Pose:
-    bent = bool(rng.random() < p.bent_prob)
+def _sample_pose(rng: np.random.Generator, left: bool, bent: bool, p: PoseConfig) -> _Pose:
     if bent:
         wrist = float(rng.choice((-1.0, 1.0)) * rng.uniform(*p.bent_deg))
         fore = float(rng.uniform(*p.bent_foreshorten))
@@ -253,20 +259,22 @@ def _hand_outlines(rng: np.random.Generator, pose: _Pose, p: PoseConfig) -> tupl
 
 
 def _pose_to_image(outlines: dict[str, np.ndarray], distal: set[str], pose: _Pose, size: int) -> dict[str, np.ndarray]:
-    """Hand frame -> image pixels: bend and foreshorten the hand at the wrist, mirror a left hand, then the
-    global rotation, scale and shift about the wrist pivot."""
+    """Hand frame -> image pixels: foreshorten the hand towards the radiocarpal joint and turn it about the
+    side it leans to, mirror a left hand, then the global rotation, scale and shift about the wrist pivot."""
     along, across = _direction(pose.wrist_deg)
     g_along, g_across = _direction(pose.rotation_deg)
     k = pose.scale * size / REF_SIZE
     pivot = (np.asarray(PIVOT_XY) + pose.shift) * size / REF_SIZE
+    bx, by = BEND_CENTRES[pose.wrist_deg > 0]
+    by *= pose.foreshorten
     out = {}
     for name, pts in outlines.items():
         x, y = pts[:, 0], pts[:, 1]
         if name in distal:
-            # In the unbent frame the hand points along -y; foreshorten that axis, then turn it by wrist_deg.
-            pts = np.stack([x * across[0] - pose.foreshorten * y * along[0],
-                            x * across[1] - pose.foreshorten * y * along[1]], 1)
-            x, y = pts[:, 0], pts[:, 1]
+            # In the unbent frame the hand points along -y: shorten that axis, then turn by wrist_deg.
+            dx, dy = x - bx, y * pose.foreshorten - by
+            x = bx + dx * across[0] - dy * along[0]
+            y = by + dx * across[1] - dy * along[1]
         if pose.left:
             x = -x
         out[name] = pivot + k * (x[:, None] * g_across - y[:, None] * g_along)
@@ -307,7 +315,8 @@ def _annotate(pts: np.ndarray, size: int, rng: np.random.Generator, cfg: PointsC
     image, resampled along the boundary with a spacing drawn per bone (dense tracing to sparse clicks)."""
     pts = _clip_to_box(pts, 0.0, size - 1.0)
     if len(pts) < 3:
-        raise ValueError("bone outside the image")  # prevented by make_hand's pose rejection
+        # make_hand's pose redraws prevent this unless the pose settings cannot fit a hand in the image.
+        raise CascadeError("a bone fell outside the image: reduce pose.scale or pose.shift_frac")
     closed = np.vstack([pts, pts[:1]])
     seg = np.hypot(*np.diff(closed, axis=0).T)
     arc = np.concatenate([[0.0], np.cumsum(seg)])
@@ -334,8 +343,11 @@ def make_hand(rng: np.random.Generator, size: int, left: bool, cfg: SynthConfig)
     if size < 16:
         raise CascadeError(f"image size {size} is too small for a hand (use 128 or more)")
     margin = cfg.pose.margin_frac * size
+    # Drawn once, outside the retries: bent hands are shorter and fit more often, and redrawing the flag
+    # with the rest would tilt the share of bent wrists above bent_wrist_prob.
+    bent = bool(rng.random() < cfg.pose.bent_wrist_prob)
     for _ in range(max(1, cfg.pose.max_tries)):
-        pose = _sample_pose(rng, left, cfg.pose)
+        pose = _sample_pose(rng, left, bent, cfg.pose)
         outlines, distal = _hand_outlines(rng, pose, cfg.pose)
         placed = _pose_to_image(outlines, distal, pose, size)
         hand = np.concatenate([placed[n] for n in distal])
@@ -359,7 +371,7 @@ def _bone_density(mask: np.ndarray, box: tuple[int, int, int, int], size: int, c
     the bone's edge. Edges that are the image border are not bone edges, so the mask is extended there."""
     x0, y0, x1, y1 = box
     h, w = mask.shape
-    pad = min(h, w) // 2 + 2
+    pad = min(h, w) // 2 + 2  # beyond half the bone's width, the far side is nearer than the fake edge
     sides = [pad if y0 == 0 else 1, pad if y1 == size else 1, pad if x0 == 0 else 1, pad if x1 == size else 1]
     padded = cv2.copyMakeBorder(mask, *sides, cv2.BORDER_CONSTANT, value=0)
     # Replicate the mask across the sides that touch the image border.
@@ -375,7 +387,10 @@ def _bone_density(mask: np.ndarray, box: tuple[int, int, int, int], size: int, c
         padded[:, l + w:] = padded[:, l + w - 1:l + w]
     dist = cv2.distanceTransform(padded, cv2.DIST_L2, 3)[t:t + h, l:l + w]
     thickness = max(cortex_frac * float(dist.max()), 0.7)
-    return (medulla + (cortex - medulla) * np.exp(-dist / thickness)) * mask
+    # A bone is a shell of cortex around a lighter medulla: the projected density rises from the edge to a
+    # peak about one cortical thickness in (the bright rim), then falls to the medulla's level.
+    d = dist * (1.0 / thickness)
+    return (medulla * (1.0 - np.exp(-d)) + (cortex - medulla) * d * np.exp(1.0 - d)) * mask
 
 
 def _soft_tissue(polygons: Sequence[tuple[int, np.ndarray]], size: int, margin: float) -> np.ndarray:
@@ -412,7 +427,7 @@ def render(polygons: Sequence[tuple[int, np.ndarray]], size: int, rng: np.random
     r = cfg.render
     px = size / REF_SIZE
     masks = class_masks(polygons, (size, size))
-    texture = 1.0 + r.texture * _smooth_noise(rng, size, r.texture_cells)
+    texture = 1.0 + np.float32(r.texture) * _smooth_noise(rng, size, r.texture_cells)
 
     attenuation = np.zeros((size, size), np.float32)
     for cls, pts in polygons:
@@ -427,28 +442,32 @@ def render(polygons: Sequence[tuple[int, np.ndarray]], size: int, rng: np.random
     sil = _soft_tissue(polygons, size, r.tissue_margin)
     depth = cv2.distanceTransform(sil, cv2.DIST_L2, 3)
     ramp = max(r.tissue_ramp_px * px, 1.0)
-    attenuation += rng.uniform(*r.tissue) * (1.0 - np.exp(-depth / ramp))
+    # A limb is roughly a cylinder: the path through it grows like the square root of the depth below the skin.
+    attenuation += rng.uniform(*r.tissue) * np.sqrt(np.minimum(depth * (1.0 / ramp), 1.0))
 
     # Film response: overlapping bones add up but saturate, as attenuation does.
     image = 1.0 - np.exp(-rng.uniform(*r.gain) * attenuation)
-    ramp_x = np.linspace(-1.0, 1.0, size, dtype=np.float32)
-    tilt = rng.uniform(-1.0, 1.0, 2)
-    background = rng.uniform(*r.background) + r.background_gradient * (tilt[0] * ramp_x[None, :] + tilt[1] * ramp_x[:, None])
+    gradient = np.linspace(-r.background_gradient, r.background_gradient, size, dtype=np.float32)
+    tilt = rng.uniform(-1.0, 1.0, 2).astype(np.float32)
+    background = np.float32(rng.uniform(*r.background)) + tilt[0] * gradient[None, :] + tilt[1] * gradient[:, None]
     image = background + (1.0 - background) * image
-    image = np.clip(image, 0.0, 1.0) ** rng.uniform(*r.gamma)
-    image += rng.normal(0.0, rng.uniform(*r.noise), image.shape).astype(np.float32)
+    image = np.clip(image, 0.0, 1.0) ** np.float32(rng.uniform(*r.gamma))
+    image += rng.standard_normal(image.shape, np.float32) * np.float32(rng.uniform(*r.noise))
     sigma = rng.uniform(*r.blur_px) * px
     if sigma > 0.3:
         image = cv2.GaussianBlur(image, (0, 0), sigma)
-    lo, hi = np.percentile(image[:: 8, :: 8], (0.5, 99.8))
-    image = (image - lo) / max(hi - lo, 1e-3)
+    # Display window: dark background to just above the brightest bone overlap, so overlaps stay visible.
+    lo, hi = np.percentile(image[::4, ::4], (0.5, 99.95))
+    hi = lo + (hi - lo) * rng.uniform(*r.headroom)
+    image = (image - lo) * np.float32(1.0 / max(hi - lo, 1e-3))
     return np.clip(np.round(image * 255.0), 0, 255).astype(np.uint8)
 
 
 # ----------------------------------------------------------------------------------------------------------
 # Writing the dataset layout
 # ----------------------------------------------------------------------------------------------------------
-# Real file names are millisecond timestamps of mid-2022; each patient gets its own slot so names never clash.
+# Real file names are millisecond timestamps of mid-2022. Each seed (modulo 1000) and each patient gets its own
+# slot, so names never clash within a set and differ between seeds.
 _TIME_BASE_MS = 1_661_130_000_000
 _TIME_SEED_STEP_MS = 100_000_000
 _TIME_PATIENT_STEP_MS = 250_000
@@ -469,7 +488,7 @@ def _image_stems(seed: int, patient: int, suffixed: bool) -> list[str]:
     return [f"image{ms}" + (f"_{tag}" if suffixed else "") for ms, (tag, _) in zip((t_right, t_left), _HANDS)]
 
 
-def annotation_doc(polygons: Sequence[tuple[int, np.ndarray]], stem: str, patient: str,
+def _annotation_doc(polygons: Sequence[tuple[int, np.ndarray]], stem: str, patient: str,
                    rng: np.random.Generator) -> dict:
     """The JSON document of one image, in the real files' shape (including their misleading metadata)."""
     def hex_id(n: int) -> str:
@@ -521,7 +540,7 @@ def generate(out: str | Path, patients: int, test_patients: int = 0, size: int =
             polygons = make_hand(rng, size, left, cfg)
             _write_png(out / split / IMAGE_DIR / patient / f"{stem}.png", render(polygons, size, rng, cfg))
             if split == "train":
-                doc = annotation_doc(polygons, stem, patient, rng)
+                doc = _annotation_doc(polygons, stem, patient, rng)
                 write_text(out / split / LABEL_DIR / patient / f"{stem}.json", json.dumps(doc))
             counts[split] += 1
             done += 1

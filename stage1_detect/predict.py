@@ -47,14 +47,18 @@ class Stage1Model:
         self.conf = conf if conf is not None else float(meta.get("conf", 0.25))
         self.imgsz = imgsz or int(self.model.overrides.get("imgsz", 640))
         self.device = device or ("cuda:0" if torch.cuda.is_available() else "cpu")
-        self.half = torch.device(self.device).type == "cuda" if half is None else half
+        half = torch.device(self.device).type == "cuda" if half is None else half
+        from ultralytics.cfg import DEFAULT_CFG_DICT
+
+        # newer ultralytics replaced `half` by `quantize`; support both
+        self._precision = ({"quantize": 16 if half else None} if "quantize" in DEFAULT_CFG_DICT else {"half": half})
 
     def predict(self, images: Sequence[np.ndarray]) -> list[Stage1Output]:
         if not images:
             return []
         bgr = [cv2.cvtColor(to_gray_uint8(im), cv2.COLOR_GRAY2BGR) for im in images]
-        results = self.model.predict(bgr, imgsz=self.imgsz, conf=self.conf, device=self.device, half=self.half,
-                                     retina_masks=True, max_det=300, verbose=False)
+        results = self.model.predict(bgr, imgsz=self.imgsz, conf=self.conf, device=self.device,
+                                     retina_masks=True, max_det=300, verbose=False, **self._precision)
         return [self._semantic(r, im.shape[:2]) for r, im in zip(results, images)]
 
     def _semantic(self, result, hw: tuple[int, int]) -> Stage1Output:

@@ -29,3 +29,18 @@ def test_rescaled_mask_matches_downsampled_native_mask():
     pooled = native.reshape(128, 4, 128, 4).mean(axis=(1, 3)) >= 0.5
     iou = (small.astype(bool) & pooled).sum() / (small.astype(bool) | pooled).sum()
     assert iou > 0.95
+
+
+def test_dice_per_class_and_region_containment():
+    from convert.metrics import dice_per_class, region_contains
+    from convert.region import Region
+
+    truth = np.zeros((3, 8, 8), np.uint8)
+    pred = np.zeros_like(truth)
+    truth[0, :4, :4] = 1
+    pred[0, :4, :2] = 1       # half of class 0: Dice = 2*8 / (8 + 16)
+    pred[1, 0, 0] = 1         # class 1 predicted but absent: 0
+    d = dice_per_class(pred, truth)  # class 2 empty in both: 1
+    np.testing.assert_allclose(d, [2 * 8 / 24, 0.0, 1.0])
+    assert region_contains(Region((0, 0, 4, 4), "carpals"), truth, [0])
+    assert not region_contains(Region((0, 0, 3, 4), "carpals"), truth, [0])

@@ -1,0 +1,75 @@
+"""Contact sheet of synthetic radiographs with their polygon outlines, for a look at what the generator makes.
+
+    .venv/bin/python benchmarks/contact_sheet.py            # -> docs/img/synth_contact_sheet.png
+
+Each tile is one generated image (alternating right and left hands, so bent wrists, both sides and the pose
+range show up), shrunk to --tile pixels, with every class outlined in its own colour.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from convert.atomic import atomic_path  # noqa: E402
+from convert.classes import CLASS_INDEX, NUM_CLASSES  # noqa: E402
+from convert.masks import class_masks  # noqa: E402
+from convert.synth import load_synth_config, make_hand, render  # noqa: E402
+from synth_stats import BENT_DEG, principal_angle  # noqa: E402
+
+
+def class_colours(n: int = NUM_CLASSES) -> list[tuple[int, int, int]]:
+    """n well-separated saturated BGR colours (evenly spaced hues)."""
+    hsv = np.stack([np.arange(n) * 180 // n, np.full(n, 220), np.full(n, 255)], 1).astype(np.uint8)
+    return [tuple(int(v) for v in c) for c in cv2.cvtColor(hsv[None], cv2.COLOR_HSV2BGR)[0]]
+
+
+def tile(seed: int, index: int, size: int, out_px: int, cfg) -> np.ndarray:
+    rng = np.random.default_rng([seed, index])
+    left = bool(index % 2)
+    polygons = make_hand(rng, size, left, cfg)
+    image = render(polygons, size, rng, cfg)
+    small = cv2.resize(image, (out_px, out_px), interpolation=cv2.INTER_AREA)
+    canvas = cv2.cvtColor(small, cv2.COLOR_GRAY2BGR)
+    k = out_px / size
+    colours = class_colours()
+    for cls, pts in polygons:
+        scaled = np.round((pts + 0.5) * k - 0.5).astype(np.int32)
+        cv2.polylines(canvas, [scaled], True, colours[cls], 1, lineType=cv2.LINE_AA)
+    masks = class_masks(polygons, (size, size))
+    turn = abs(principal_angle(masks[CLASS_INDEX["finger-11"]]) - principal_angle(masks[CLASS_INDEX["Radius"]]))
+    tag = ("L" if left else "R") + (" bent" if min(turn, 180 - turn) > BENT_DEG else "")
+    cv2.putText(canvas, tag, (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (255, 255, 255), 2)
+    return canvas
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=ROOT / "docs" / "img" / "synth_contact_sheet.png")
+    ap.add_argument("--rows", type=int, default=2)
+    ap.add_argument("--cols", type=int, default=3)
+    ap.add_argument("--size", type=int, default=1024, help="generated image size")
+    ap.add_argument("--tile", type=int, default=352, help="tile size (6 x 352 px keeps the PNG under 600 KB)")
+    ap.add_argument("--seed", type=int, default=4, help="4: two of the six wrists are bent, one per side")
+    ap.add_argument("overrides", nargs="*", help="synth config overrides, e.g. pose.bent_wrist_prob=0.5")
+    args = ap.parse_args(argv)
+    cfg = load_synth_config(overrides=args.overrides)
+    tiles = [tile(args.seed, i, args.size, args.tile, cfg) for i in range(args.rows * args.cols)]
+    rows = [np.hstack(tiles[r * args.cols:(r + 1) * args.cols]) for r in range(args.rows)]
+    ok, buf = cv2.imencode(".png", np.vstack(rows), [cv2.IMWRITE_PNG_COMPRESSION, 9])
+    if not ok:
+        raise SystemExit("PNG encoding failed")
+    with atomic_path(args.out) as tmp:
+        tmp.write_bytes(buf.tobytes())
+    print(f"{args.out} ({len(buf) / 1024:.0f} KB)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""Scores on held-out patients, at each image's native resolution."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from convert.classes import CARPAL_INDICES, CLASSES
+from convert.dataset import Item, iter_samples, scan
+from convert.errors import DataError
+from convert.folds import load_folds
+from convert.masks import class_masks
+from convert.metrics import dice_per_class, region_contains
+
+
+def held_out(data: str | Path, folds_file: str | Path, fold: int) -> list[Item]:
+    """The labelled images whose patients form fold `fold` of the recorded split."""
+    folds, k = load_folds(folds_file)
+    if not 0 <= fold < k:
+        raise DataError(folds_file, f"fold {fold} is not in 0..{k - 1}")
+    items = scan(data).items
+    unknown = sorted({i.patient for i in items} - set(folds))
+    if unknown:
+        raise DataError(folds_file, f"patient {unknown[0]} of {data} is not in this split")
+    chosen = [i for i in items if folds[i.patient] == fold]
+    if not chosen:
+        raise DataError(folds_file, f"fold {fold} has no images in {data}")
+    return chosen
+
+
+@dataclass
+class Scores:
+    """Per-image, per-class Dice of each method, and the carpal-region hit record."""
+
+    images: list[str] = field(default_factory=list)
+    dice: dict[str, list[np.ndarray]] = field(default_factory=dict)
+    hits: list[bool] = field(default_factory=list)
+    sources: Counter = field(default_factory=Counter)
+
+    def add(self, name: str, truth: np.ndarray, predictions: dict[str, np.ndarray], region=None) -> None:
+        self.images.append(name)
+        for method, pred in predictions.items():
+            self.dice.setdefault(method, []).append(dice_per_class(pred, truth))
+        if region is not None:
+            self.hits.append(region_contains(region, truth, CARPAL_INDICES))
+            self.sources[region.source] += 1
+
+    def table(self) -> pd.DataFrame:
+        """class x method mean Dice over images, then the rows `mean` (29 classes) and `carpal_mean`."""
+        per_class = pd.DataFrame({f"{m}_dice": np.mean(v, axis=0) for m, v in self.dice.items()}, index=list(CLASSES))
+        per_class.loc["mean"] = per_class.iloc[:len(CLASSES)].mean()
+        per_class.loc["carpal_mean"] = per_class.iloc[list(CARPAL_INDICES)].mean()
+        per_class.index.name = "class"
+        return per_class
+
+    def markdown(self, digits: int = 4) -> str:
+        table = self.table()
+        lines = ["| class | " + " | ".join(table.columns) + " |", "|---" * (len(table.columns) + 1) + "|"]
+        lines += [f"| {name} | " + " | ".join(f"{v:.{digits}f}" for v in row) + " |" for name, row in table.iterrows()]
+        return "\n".join(lines)
+
+    @property
+    def hit_rate(self) -> float:
+        return float(np.mean(self.hits)) if self.hits else float("nan")
+
+
+def evaluate_stage1(data: str | Path, folds_file: str | Path, fold: int, weights: str | Path,
+                    device: str | None = None, batch: int = 4,
+                    progress: Callable[[int, int], None] | None = None) -> Scores:
+    from stage1_detect.predict import Stage1Model
+
+    items = held_out(data, folds_file, fold)
+    model = Stage1Model(weights, device=device)
+    scores = Scores()
+    done = 0
+    for start in range(0, len(items), batch):
+        samples = list(iter_samples(items[start:start + batch]))
+        for sample, out in zip(samples, model.predict([s.image for s in samples])):
+            truth = class_masks(sample.polygons, sample.hw)
+            scores.add(sample.item.name, truth, {"stage1": out.masks}, out.region)
+        done += len(samples)
+        if progress:
+            progress(done, len(items))
+    return scores

@@ -1,0 +1,108 @@
+"""Stage 1: training offline on the CPU, loading the weights back, and instance -> semantic masks."""
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from cascade.cli import main
+from convert.dataset import scan
+from convert.errors import CascadeError, DataError
+from convert.images import read_image
+from convert.yolo import convert_to_yolo
+from stage1_detect.config import load_stage1_config, resolve_model
+from stage1_detect.predict import Stage1Model
+from stage1_detect.train import check_yolo_data, train_stage1
+
+
+@pytest.fixture(scope="module")
+def trained(synth_root, tmp_path_factory):
+    work = tmp_path_factory.mktemp("stage1")
+    data = convert_to_yolo(synth_root / "train", work / "yolo", folds=3, workers=2).out
+    cfg = load_stage1_config(None, ["model=yolo11n-seg", "epochs=1", "imgsz=128", "batch=4", "device=cpu",
+                                    "workers=0", "amp=false", "plots=false", f"project={work / 'runs'}"])
+    return train_stage1(data, cfg)
+
+
+def test_training_writes_weights_that_carry_the_region_rule(trained):
+    assert trained.best.is_file() and (trained.run_dir / "cascade_stage1.yaml").is_file()
+    assert (trained.run_dir / "results.csv").is_file()  # ultralytics' own metrics
+    model = Stage1Model(trained.best, device="cpu")
+    prior = model.region_cfg.prior
+    # measured on the training labels, not the built-in default
+    assert prior.mean_box != load_stage1_config().region.prior.mean_box
+    assert 0 < prior.mean_box[0] < prior.mean_box[2] < 1
+
+
+def test_inference_on_any_image_gives_native_size_masks(trained, synth_root):
+    model = Stage1Model(trained.best, device="cpu")
+    image = read_image(scan(synth_root / "train").items[0].image)
+    wide16 = (np.pad(image, ((0, 0), (0, 64))).astype(np.uint16) * 200)  # 16-bit, not square
+    colour = np.dstack([image] * 3)
+    outs = model.predict([image, wide16, colour])
+    assert [o.masks.shape for o in outs] == [(29, 192, 192), (29, 192, 256), (29, 192, 192)]
+    for o in outs:
+        assert o.masks.dtype == np.uint8 and set(np.unique(o.masks)) <= {0, 1}
+        assert o.scores.shape == (29,) and ((o.scores == 0) == (o.masks.sum(axis=(1, 2)) == 0)).all()
+        assert o.region.source in ("carpals", "neighbours", "prior")
+        x0, y0, x1, y1 = o.region.box
+        assert 0 <= x0 < x1 <= o.masks.shape[2] and 0 <= y0 < y1 <= o.masks.shape[1]
+    assert model.predict([]) == []
+
+
+class _Boxes:
+    """The two fields of ultralytics' Boxes that stage 1 reads."""
+
+    def __init__(self, classes, confs):
+        self.cls = torch.tensor(classes, dtype=torch.float32)
+        self.conf = torch.tensor(confs)
+
+    def __len__(self):
+        return len(self.cls)
+
+
+def _result(classes, confs, masks):
+    return SimpleNamespace(masks=SimpleNamespace(data=torch.as_tensor(np.array(masks, np.uint8))),
+                           boxes=_Boxes(classes, confs))
+
+
+def test_instances_to_semantic_keeps_best_instance_and_overlaps(trained):
+    model = Stage1Model(trained.best, device="cpu")
+    a, b, c = (np.zeros((10, 12), np.uint8) for _ in range(3))
+    a[2:6, 2:6] = 1     # Triquetrum, conf 0.9
+    b[4:8, 4:8] = 1     # Pisiform overlapping it
+    c[0:2, 0:2] = 1     # a weaker second Triquetrum: must lose
+    out = model._semantic(_result([25, 26, 25], [0.9, 0.8, 0.3], [a, b, c]), (10, 12))
+    np.testing.assert_array_equal(out.masks[25], a)
+    np.testing.assert_array_equal(out.masks[26], b)
+    assert (out.masks[25] & out.masks[26]).sum() == 4  # both labels kept on the overlap
+    assert out.scores[25] == pytest.approx(0.9) and out.scores[26] == pytest.approx(0.8)
+    assert out.masks[:25].sum() == 0 and out.scores[:25].sum() == 0
+    empty = model._semantic(SimpleNamespace(masks=None, boxes=[]), (10, 12))
+    assert empty.masks.sum() == 0 and empty.region.source == "prior"
+
+
+def test_bad_data_and_settings_are_one_line_errors(tmp_path, synth_root):
+    with pytest.raises(DataError, match="no data.yaml"):
+        check_yolo_data(tmp_path)
+    (tmp_path / "data.yaml").write_text("path: /x\ntrain: a\nval: b\nnames: {0: cat}\n")
+    with pytest.raises(DataError, match="has 1 class names, expected the 29"):
+        check_yolo_data(tmp_path)
+    with pytest.raises(CascadeError, match="not a stage 1 key"):
+        load_stage1_config(None, ["epochz=3"])
+    with pytest.raises(CascadeError, match="weights file not found"):
+        resolve_model("missing.pt")
+    with pytest.raises(CascadeError, match="sizes n s m l x"):
+        resolve_model("yolo11q-seg")
+    result = CliRunner().invoke(main, ["train-stage1", "--data", str(tmp_path), "epochs=1"])
+    assert result.exit_code == 2 and result.output.startswith("error:") and result.output.count("\n") == 1
+
+
+def test_empty_split_is_rejected(synth_root, tmp_path):
+    data = convert_to_yolo(synth_root / "train", tmp_path / "y", folds=3, workers=2).out
+    for f in (data / "images" / "val").iterdir():
+        f.unlink()
+    with pytest.raises(DataError, match="val split .* has no images"):
+        check_yolo_data(data)
