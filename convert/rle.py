@@ -13,12 +13,21 @@ def encode(mask: np.ndarray) -> str:
     2048 x 2048 bone mask is empty, and in row-major order those rows form one contiguous block."""
     if mask.ndim != 2:
         raise ValueError(f"expected a 2-D mask, got shape {mask.shape}")
-    rows = np.flatnonzero(mask.any(axis=1))
+    mask = np.ascontiguousarray(mask)
+    if mask.dtype.itemsize == 1 and mask.shape[1] % 8 == 0:
+        rows = np.flatnonzero(mask.view(np.uint64).any(axis=1))  # 8 pixels per comparison
+    else:
+        rows = np.flatnonzero(mask.any(axis=1))
     if rows.size == 0:
         return ""
     top, bottom = int(rows[0]), int(rows[-1]) + 1
-    block = mask[top:bottom].reshape(-1).astype(bool, copy=False)
-    return _runs_to_string(_runs(block), offset=top * mask.shape[1])
+    block = mask[top:bottom].reshape(-1)
+    block = block.view(bool) if block.dtype.itemsize == 1 and block.max() <= 1 else block.astype(bool)
+    # The block starts and ends with set pixels' rows, but not necessarily with set pixels: add the edges
+    # explicitly instead of copying the block into a zero-padded array.
+    changes = np.flatnonzero(block[1:] != block[:-1]) + 1
+    bounds = np.concatenate(([0] if block[0] else [], changes, [block.size] if block[-1] else []))
+    return _runs_to_string(bounds.astype(np.int64), offset=top * mask.shape[1])
 
 
 def encode_full(mask: np.ndarray) -> str:
