@@ -170,6 +170,103 @@ def train_stage1_cmd(data, config, overrides):
     click.echo(f"stage 1 weights: {run.best}\nrun folder (metrics, config): {run.run_dir}")
 
 
+@main.command("train-stage2", context_settings={"ignore_unknown_options": True})
+@click.option("--data", required=True, type=click.Path(path_type=Path), help="Folder holding DCM/ and outputs_json/.")
+@click.option("--config", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="Stage 2 config (default configs/stage2.yaml; configs/stage2_cpu.yaml for a CPU run).")
+@click.argument("overrides", nargs=-1)
+@user_errors
+def train_stage2_cmd(data, config, overrides):
+    """Train the carpal-region UNet on native-resolution crops.
+
+    OVERRIDES are key=value pairs, e.g. epochs=1 input_size=128 device=cpu folds_file=yolo/folds.json.
+    Multi-GPU: torchrun --nproc_per_node=4 -m cascade.cli train-stage2 --data ... (see README).
+    """
+    from stage2_segment.config import load_stage2_config
+    from stage2_segment.train import train_stage2
+
+    run = train_stage2(data, load_stage2_config(config, overrides))
+    click.echo(f"stage 2 checkpoint: {run.best}\nrun folder: {run.run_dir}")
+
+
+@main.command()
+@click.option("--stage1", required=True, type=click.Path(path_type=Path), help="Stage 1 weights (.pt).")
+@click.option("--stage2", type=click.Path(path_type=Path), help="Stage 2 checkpoint; omit with --stage1-only.")
+@click.option("--images", required=True, type=click.Path(path_type=Path), help="Test images (sub-folders are searched).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Submission CSV to write.")
+@click.option("--device", default=None, help="cpu, cuda, cuda:0 ... (default: the first GPU if any).")
+@click.option("--stage1-only", is_flag=True, help="Write the submission from stage 1 alone.")
+@click.option("--paste-file", type=click.Path(path_type=Path),
+              help="paste.json from `cascade evaluate`: paste only the classes it proved better.")
+@click.option("--tta", is_flag=True, help="Horizontal-flip test-time augmentation in stage 2.")
+@click.option("--batch", default=4, show_default=True, type=click.IntRange(1), help="Images per forward pass.")
+@click.option("--skip-bad", is_flag=True, help="Leave unreadable images empty and report them instead of stopping.")
+@user_errors
+def predict(stage1, stage2, images, out, device, stage1_only, paste_file, tta, batch, skip_bad):
+    """Predict every image and write the RLE submission (atomically), checked as validate-submission would."""
+    from cascade.predict import predict_folder
+
+    if not stage1_only and stage2 is None:
+        raise CascadeError("--stage2 is required unless --stage1-only is given")
+    with Progress("predicting") as progress:
+        summary = predict_folder(images, out, stage1, None if stage1_only else stage2, device=device,
+                                 paste_file=paste_file, tta_hflip=tta, batch=batch, skip_bad=skip_bad,
+                                 progress=progress)
+    for p in summary.skipped:
+        click.echo(f"skipped (empty masks written) {p}", err=True)
+    click.echo(summary.describe() + "; the submission passed validate-submission")
+
+
+@main.command()
+@click.option("--data", required=True, type=click.Path(path_type=Path), help="Labelled folder (DCM/ + outputs_json/).")
+@click.option("--folds", "folds_file", type=click.Path(path_type=Path),
+              help="folds.json written by `cascade convert` (needed unless --submission scores every image).")
+@click.option("--fold", default=0, show_default=True, type=click.IntRange(0), help="Held-out fold to score.")
+@click.option("--stage1", type=click.Path(path_type=Path), help="Stage 1 weights (.pt).")
+@click.option("--stage2", type=click.Path(path_type=Path), help="Stage 2 checkpoint.")
+@click.option("--submission", type=click.Path(path_type=Path), help="Score this submission CSV instead of models.")
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Report folder.")
+@click.option("--device", default=None, help="cpu, cuda, cuda:0 ...")
+@click.option("--tta", is_flag=True, help="Horizontal-flip test-time augmentation in stage 2.")
+@user_errors
+def evaluate(data, folds_file, fold, stage1, stage2, submission, out, device, tta):
+    """Per-class Dice at native resolution on held-out patients: stage 1 alone and the cascade.
+
+    Writes dice.csv, dice.md, dice.png and paste.json (the classes the cascade improved) into OUT.
+    """
+    from cascade.evaluate import evaluate_cascade, held_out, score_submission
+    from cascade.report import write_report
+
+    if submission is not None:
+        items = held_out(data, folds_file, fold) if folds_file else None
+        scores, plan = score_submission(submission, data, items), None
+    else:
+        if stage1 is None or folds_file is None:
+            raise CascadeError("--stage1 and --folds are required (or --submission to score a CSV)")
+        with Progress("evaluating") as progress:
+            scores, plan = evaluate_cascade(data, folds_file, fold, stage1, stage2, device=device, tta_hflip=tta,
+                                            progress=progress)
+    paths = write_report(scores, out, plan)
+    click.echo(paths["markdown"].read_text())
+    click.echo("wrote " + ", ".join(str(p) for p in paths.values()))
+
+
+@main.command()
+@click.option("--image", required=True, type=click.Path(path_type=Path), help="Radiograph to draw on.")
+@click.option("--stage1", required=True, type=click.Path(path_type=Path), help="Stage 1 weights (.pt).")
+@click.option("--stage2", type=click.Path(path_type=Path), help="Stage 2 checkpoint (adds a stage 1 vs cascade panel).")
+@click.option("--labels", type=click.Path(path_type=Path), help="The image's JSON, to draw the ground truth in white.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="PNG to write.")
+@click.option("--device", default=None, help="cpu, cuda, cuda:0 ...")
+@user_errors
+def visualize(image, stage1, stage2, labels, out, device):
+    """Draw predicted outlines, ground truth and the carpal region over an image, as a PNG."""
+    from cascade.visualize import visualize_image
+
+    for path in visualize_image(image, out, stage1, stage2, labels, device):
+        click.echo(f"wrote {path}")
+
+
 @main.command()
 @click.option("--out", default="demo_out", show_default=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for everything the demo writes.")

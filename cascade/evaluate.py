@@ -87,3 +87,59 @@ def evaluate_stage1(data: str | Path, folds_file: str | Path, fold: int, weights
         if progress:
             progress(done, len(items))
     return scores
+
+
+def evaluate_cascade(data: str | Path, folds_file: str | Path, fold: int, stage1: str | Path,
+                     stage2: str | Path | None, device: str | None = None, batch: int = 4, tta_hflip: bool = False,
+                     progress: Callable[[int, int], None] | None = None) -> tuple[Scores, "PastePlan | None"]:
+    """Stage 1 alone and the cascade (stage 2 pasted for the checkpoint's classes) on the held-out patients;
+    also the plan that pastes only the classes whose Dice the cascade raised on this fold."""
+    from .paste import PastePlan
+    from .pipeline import Cascade
+
+    items = held_out(data, folds_file, fold)
+    model = Cascade(stage1, stage2, device=device, tta_hflip=tta_hflip)
+    scores = Scores()
+    done = 0
+    for start in range(0, len(items), batch):
+        samples = list(iter_samples(items[start:start + batch]))
+        for sample, out in zip(samples, model.run([s.image for s in samples])):
+            truth = class_masks(sample.polygons, sample.hw)
+            predictions = {"stage1": out.stage1_masks}
+            if model.stage2 is not None:
+                predictions["cascade"] = model.final_masks(out, copy=True)
+            scores.add(sample.item.name, truth, predictions, out.region)
+        done += len(samples)
+        if progress:
+            progress(done, len(items))
+    if model.stage2 is None:
+        return scores, None
+    table = scores.table()
+    raised = tuple(c for c in model.plan.classes
+                   if table["cascade_dice"].iloc[c] > table["stage1_dice"].iloc[c])
+    return scores, PastePlan(raised, {c: model.plan.thresholds[c] for c in raised})
+
+
+def score_submission(submission: str | Path, data: str | Path, items: list[Item] | None = None) -> Scores:
+    """Dice of an existing submission CSV against the labels of the images it names."""
+    from convert.rle import decode
+    from convert.submission import read_submission, validate_submission
+
+    # the format is checked here; each mask's bounds when it is decoded at its image's size below
+    report = validate_submission(submission, default_hw=(2**31, 1))
+    if not report.ok:
+        raise DataError(submission, f"not a valid submission: {report.problems[0]}")
+    df = read_submission(submission)
+    by_name = {i.name: i for i in (items if items is not None else scan(data).items)}
+    missing = sorted(set(df["image_name"]) - set(by_name))
+    if missing:
+        raise DataError(submission, f"image {missing[0]} has no labels in {data}")
+    scores = Scores()
+    for name, group in df.groupby("image_name", sort=True):
+        sample = next(iter_samples([by_name[name]]))
+        try:
+            pred = np.stack([decode(code, sample.hw) for code in group["rle"]])
+        except ValueError as exc:
+            raise DataError(submission, f"{name}: {exc}") from None
+        scores.add(name, class_masks(sample.polygons, sample.hw), {"submission": pred})
+    return scores

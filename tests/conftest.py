@@ -19,3 +19,23 @@ def train_copy(synth_root, tmp_path):
     dst = tmp_path / "train"
     shutil.copytree(synth_root / "train", dst)
     return dst
+
+
+@pytest.fixture(scope="session")
+def yolo_set(synth_root, tmp_path_factory):
+    from convert.yolo import convert_to_yolo
+
+    return convert_to_yolo(synth_root / "train", tmp_path_factory.mktemp("yolo") / "set", folds=3, fold=0, workers=2).out
+
+
+@pytest.fixture(scope="session")
+def stage1_run(yolo_set, tmp_path_factory):
+    """A tiny stage 1 model: one epoch at 128 px on the CPU (seconds). It detects little; the tests check the
+    plumbing, shapes and fallbacks, not accuracy."""
+    from stage1_detect.config import load_stage1_config
+    from stage1_detect.train import train_stage1
+
+    runs = tmp_path_factory.mktemp("runs")
+    cfg = load_stage1_config(None, ["model=yolo11n-seg", "epochs=1", "imgsz=128", "batch=4", "device=cpu",
+                                    "workers=0", "amp=false", "plots=false", f"project={runs}"])
+    return train_stage1(yolo_set, cfg)

@@ -14,30 +14,21 @@ from convert.images import read_image
 from convert.yolo import convert_to_yolo
 from stage1_detect.config import load_stage1_config, resolve_model
 from stage1_detect.predict import Stage1Model
-from stage1_detect.train import check_yolo_data, train_stage1
+from stage1_detect.train import check_yolo_data
 
 
-@pytest.fixture(scope="module")
-def trained(synth_root, tmp_path_factory):
-    work = tmp_path_factory.mktemp("stage1")
-    data = convert_to_yolo(synth_root / "train", work / "yolo", folds=3, workers=2).out
-    cfg = load_stage1_config(None, ["model=yolo11n-seg", "epochs=1", "imgsz=128", "batch=4", "device=cpu",
-                                    "workers=0", "amp=false", "plots=false", f"project={work / 'runs'}"])
-    return train_stage1(data, cfg)
-
-
-def test_training_writes_weights_that_carry_the_region_rule(trained):
-    assert trained.best.is_file() and (trained.run_dir / "cascade_stage1.yaml").is_file()
-    assert (trained.run_dir / "results.csv").is_file()  # ultralytics' own metrics
-    model = Stage1Model(trained.best, device="cpu")
+def test_training_writes_weights_that_carry_the_region_rule(stage1_run):
+    assert stage1_run.best.is_file() and (stage1_run.run_dir / "cascade_stage1.yaml").is_file()
+    assert (stage1_run.run_dir / "results.csv").is_file()  # ultralytics' own metrics
+    model = Stage1Model(stage1_run.best, device="cpu")
     prior = model.region_cfg.prior
     # measured on the training labels, not the built-in default
     assert prior.mean_box != load_stage1_config().region.prior.mean_box
     assert 0 < prior.mean_box[0] < prior.mean_box[2] < 1
 
 
-def test_inference_on_any_image_gives_native_size_masks(trained, synth_root):
-    model = Stage1Model(trained.best, device="cpu")
+def test_inference_on_any_image_gives_native_size_masks(stage1_run, synth_root):
+    model = Stage1Model(stage1_run.best, device="cpu")
     image = read_image(scan(synth_root / "train").items[0].image)
     wide16 = (np.pad(image, ((0, 0), (0, 64))).astype(np.uint16) * 200)  # 16-bit, not square
     colour = np.dstack([image] * 3)
@@ -68,8 +59,8 @@ def _result(classes, confs, masks):
                            boxes=_Boxes(classes, confs))
 
 
-def test_instances_to_semantic_keeps_best_instance_and_overlaps(trained):
-    model = Stage1Model(trained.best, device="cpu")
+def test_instances_to_semantic_keeps_best_instance_and_overlaps(stage1_run):
+    model = Stage1Model(stage1_run.best, device="cpu")
     a, b, c = (np.zeros((10, 12), np.uint8) for _ in range(3))
     a[2:6, 2:6] = 1     # Triquetrum, conf 0.9
     b[4:8, 4:8] = 1     # Pisiform overlapping it

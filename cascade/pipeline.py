@@ -1,0 +1,58 @@
+"""The cascade on decoded images: stage 1 on the whole hand, stage 2 on its carpal region, pasted back."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from convert.region import Region
+
+from .paste import PastePlan, paste
+
+
+@dataclass
+class CascadeOutput:
+    stage1_masks: np.ndarray      # (29, H, W) uint8 from stage 1
+    region: Region
+    probs: np.ndarray | None      # (len(train_classes), h, w) stage 2 probabilities in the region, or None
+
+
+class Cascade:
+    """Both stages loaded once. `stage2_checkpoint=None` runs stage 1 alone."""
+
+    def __init__(self, stage1_weights: str | Path, stage2_checkpoint: str | Path | None = None,
+                 device: str | None = None, plan: PastePlan | None = None, tta_hflip: bool = False):
+        from stage1_detect.predict import Stage1Model
+
+        self.stage1 = Stage1Model(stage1_weights, device=device)
+        self.stage2 = None
+        self.tta_hflip = tta_hflip
+        if stage2_checkpoint is not None:
+            from stage2_segment.predict import Stage2Model
+
+            self.stage2 = Stage2Model(stage2_checkpoint, device=device)
+            checkpoint_plan = PastePlan(tuple(self.stage2.paste_classes),
+                                        {c: float(t) for c, t in zip(self.stage2.train_classes, self.stage2.thresholds)})
+            # a plan from `cascade evaluate` picks classes; thresholds it does not name come from the checkpoint
+            self.plan = checkpoint_plan if plan is None else PastePlan(
+                plan.classes, {**checkpoint_plan.thresholds, **plan.thresholds})
+        else:
+            self.plan = PastePlan((), {})
+
+    def run(self, images: Sequence[np.ndarray]) -> list[CascadeOutput]:
+        firsts = self.stage1.predict(images)
+        regions = [o.region for o in firsts]
+        probs = (self.stage2.predict(images, regions, tta_hflip=self.tta_hflip)
+                 if self.stage2 is not None and self.plan.classes else [None] * len(images))
+        return [CascadeOutput(o.masks, o.region, p) for o, p in zip(firsts, probs)]
+
+    def final_masks(self, out: CascadeOutput, plan: PastePlan | None = None, copy: bool = False) -> np.ndarray:
+        """The submission's masks: stage 1 with stage 2 pasted for the plan's classes (in place unless copy)."""
+        masks = out.stage1_masks.copy() if copy else out.stage1_masks
+        plan = plan or self.plan
+        if out.probs is not None and plan.classes:
+            paste(masks, out.probs, out.region, self.stage2.train_classes, plan)
+        return masks

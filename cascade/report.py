@@ -1,0 +1,61 @@
+"""`cascade evaluate`'s outputs: dice.csv, dice.md, dice.png and paste.json, each written atomically."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+
+from convert.atomic import atomic_path, write_text
+from convert.classes import CLASSES
+
+from .evaluate import Scores
+from .paste import PastePlan
+
+
+def write_report(scores: Scores, out: str | Path, plan: PastePlan | None = None, title: str = "") -> dict[str, Path]:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    table = scores.table()
+    paths = {"csv": out / "dice.csv", "markdown": out / "dice.md", "chart": out / "dice.png"}
+    buf = io.StringIO()
+    table.to_csv(buf, float_format="%.6f", lineterminator="\n")
+    write_text(paths["csv"], buf.getvalue())
+    lines = [f"# {title or 'Dice on held-out patients'}", "",
+             f"{len(scores.images)} images, Dice at native resolution, averaged over images.", "",
+             scores.markdown(4), ""]
+    if scores.hits:
+        lines.append(f"Carpal-region hit rate (all 8 carpal bones inside the region): {scores.hit_rate:.3f}; "
+                     f"region sources: {dict(scores.sources)}.")
+    if plan is not None:
+        names = ", ".join(CLASSES[c] for c in plan.classes) or "none"
+        lines.append(f"Classes whose Dice the cascade raised on this fold (pasted by `--paste-file`): {names}.")
+        paths["paste"] = out / "paste.json"
+        plan.save(paths["paste"], note="classes whose Dice stage 2 raised over stage 1 on the held-out fold")
+    write_text(paths["markdown"], "\n".join(lines) + "\n")
+    _chart(table, paths["chart"], title)
+    return paths
+
+
+def _chart(table, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(12, 4.5), dpi=100)
+    x = np.arange(len(table))
+    width = 0.8 / len(table.columns)
+    for k, column in enumerate(table.columns):
+        ax.bar(x + (k - (len(table.columns) - 1) / 2) * width, table[column], width, label=column.replace("_dice", ""))
+    ax.set_xticks(x, table.index, rotation=70, fontsize=8)
+    low = float(np.nanmin(table.to_numpy()))
+    ax.set_ylim(max(0.0, low - 0.05), 1.0)
+    ax.set_ylabel("Dice")
+    ax.set_title(title or "Dice per class, held-out patients")
+    ax.legend()
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)

@@ -1,0 +1,63 @@
+import numpy as np
+import pytest
+
+from cascade.paste import PastePlan, paste
+from convert.errors import DataError
+from convert.region import Region
+
+
+def _setup(box, hw=(50, 70)):
+    stage1 = np.zeros((29, *hw), np.uint8)
+    stage1[20] = 1          # Trapezoid everywhere in stage 1
+    stage1[0, :5, :5] = 1   # finger-1, never pasted
+    region = Region(box, "carpals")
+    h, w = box[3] - box[1], box[2] - box[0]
+    probs = np.zeros((29, h, w), np.float32)
+    probs[20, : h // 2] = 0.45   # under the default threshold
+    probs[20, h // 2:] = 0.9
+    probs[0] = 1.0               # stage 2 says finger-1 everywhere: must be ignored, not in the plan
+    return stage1, probs, region
+
+
+@pytest.mark.parametrize("box", [(10, 5, 40, 35), (40, 20, 70, 50), (0, 0, 70, 50)])  # inside, corner, whole image
+def test_paste_replaces_only_planned_classes_inside_the_region(box):
+    stage1, probs, region = _setup(box)
+    before = stage1.copy()
+    out = paste(stage1, probs, region, list(range(29)), PastePlan((20,), {20: 0.5}))
+    x0, y0, x1, y1 = box
+    h = y1 - y0
+    inside = np.zeros(stage1.shape[1:], bool)
+    inside[y0:y1, x0:x1] = True
+    assert (out[20][~inside] == 1).all()                     # stage 1 stays outside the region
+    assert (out[20][y0:y0 + h // 2, x0:x1] == 0).all()       # 0.45 < threshold
+    assert (out[20][y0 + h // 2:y1, x0:x1] == 1).all()
+    np.testing.assert_array_equal(out[0], before[0])         # not in the plan
+    np.testing.assert_array_equal(np.delete(out, 20, 0), np.delete(before, 20, 0))
+
+
+def test_thresholds_are_per_class():
+    stage1, probs, region = _setup((10, 5, 40, 35))
+    out = paste(stage1, probs, region, list(range(29)), PastePlan((20,), {20: 0.4}))
+    assert (out[20][5:35, 10:40] == 1).all()
+
+
+def test_stage2_channels_may_be_a_subset_of_classes():
+    stage1, probs, region = _setup((10, 5, 40, 35))
+    sub = probs[[19, 20, 21]]     # stage 2 trained on three classes only
+    out = paste(stage1, sub, region, [19, 20, 21], PastePlan((20,), {}))
+    assert out[20][20:35, 10:40].all() and not out[20][5:20, 10:40].any()
+    with pytest.raises(DataError, match="not one stage 2 was trained on"):
+        paste(stage1, sub, region, [19, 20, 21], PastePlan((5,), {}))
+    with pytest.raises(ValueError, match="does not match region"):
+        paste(stage1, sub[:, 1:], region, [19, 20, 21], PastePlan((20,), {}))
+
+
+def test_plan_file_round_trip_and_errors(tmp_path):
+    plan = PastePlan((19, 26), {19: 0.4, 26: 0.5})
+    plan.save(tmp_path / "paste.json")
+    assert PastePlan.load(tmp_path / "paste.json") == plan
+    (tmp_path / "bad.json").write_text('{"paste_classes": ["Femur"]}')
+    with pytest.raises(DataError, match="not a paste file"):
+        PastePlan.load(tmp_path / "bad.json")
+    with pytest.raises(DataError, match="paste file not found"):
+        PastePlan.load(tmp_path / "none.json")

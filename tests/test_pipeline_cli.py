@@ -1,0 +1,97 @@
+"""`cascade predict`, `evaluate` and `visualize` end to end on a tiny generated set (stage 1 alone here;
+the stage 2 paths are in test_cascade.py)."""
+
+import shutil
+from pathlib import Path
+
+import cv2
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from cascade.cli import main
+from convert.classes import CLASSES
+from convert.dataset import iter_samples, scan
+from convert.masks import class_masks
+from convert.submission import encode_masks, read_submission, write_submission
+
+REAL = Path(__file__).parent / "data" / "fracatlas" / "IMG0002313.jpg"
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+@pytest.fixture
+def test_images(synth_root, tmp_path):
+    """The generated test images plus a real JPEG radiograph of another size and a 16-bit PNG."""
+    folder = tmp_path / "test"
+    shutil.copytree(synth_root / "test" / "DCM", folder)
+    shutil.copy(REAL, folder / REAL.name)
+    first = sorted(folder.rglob("*.png"))[0]
+    cv2.imwrite(str(folder / "wide16.png"), (cv2.imread(str(first), 0).astype("uint16") * 257)[:, :150])
+    return folder
+
+
+def test_predict_stage1_only_writes_a_valid_submission_for_every_image(stage1_run, test_images, tmp_path):
+    out = tmp_path / "sub.csv"
+    result = run("predict", "--stage1", stage1_run.best, "--stage1-only", "--images", test_images, "--out", out,
+                 "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    assert "6 images" in result.output and "s per image" in result.output
+    df = read_submission(out)
+    assert len(df) == 6 * 29 and df["class"].tolist()[:29] == list(CLASSES)
+    assert REAL.name in set(df["image_name"])
+    check = run("validate-submission", out, "--images", test_images)  # bounds from each image's own size
+    assert check.exit_code == 0, check.output
+
+
+def test_unreadable_image_stops_cleanly_or_is_skipped(stage1_run, test_images, tmp_path):
+    (test_images / "broken.png").write_bytes(b"\x89PNG not really")
+    out = tmp_path / "sub.csv"
+    result = run("predict", "--stage1", stage1_run.best, "--stage1-only", "--images", test_images, "--out", out)
+    assert result.exit_code == 2 and "broken.png" in result.output and "Traceback" not in result.output
+    assert not out.exists()
+    result = run("predict", "--stage1", stage1_run.best, "--stage1-only", "--images", test_images, "--out", out,
+                 "--skip-bad")
+    assert result.exit_code == 0, result.output
+    assert "skipped" in result.output and "broken.png" in result.output
+    rows = read_submission(out).query("image_name == 'broken.png'")
+    assert len(rows) == 29 and (rows["rle"] == "").all()
+
+
+def test_predict_needs_stage2_or_stage1_only(stage1_run, test_images, tmp_path):
+    result = run("predict", "--stage1", stage1_run.best, "--images", test_images, "--out", tmp_path / "s.csv")
+    assert result.exit_code == 2 and "--stage2 is required" in result.output
+    result = run("predict", "--stage1", tmp_path / "none.pt", "--stage1-only", "--images", test_images,
+                 "--out", tmp_path / "s.csv")
+    assert result.exit_code == 2 and "none.pt: stage 1 weights not found" in result.output
+
+
+def test_evaluate_stage1_writes_the_report(stage1_run, synth_root, yolo_set, tmp_path):
+    result = run("evaluate", "--data", synth_root / "train", "--folds", yolo_set / "folds.json", "--fold", 0,
+                 "--stage1", stage1_run.best, "--out", tmp_path / "report", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    df = pd.read_csv(tmp_path / "report" / "dice.csv")
+    assert list(df.columns) == ["class", "stage1_dice"]
+    assert df["class"].tolist() == list(CLASSES) + ["mean", "carpal_mean"]
+    assert df["stage1_dice"].between(0, 1).all()
+    assert (tmp_path / "report" / "dice.png").stat().st_size > 0
+    assert "hit rate" in (tmp_path / "report" / "dice.md").read_text()
+
+
+def test_evaluate_scores_a_perfect_submission_as_one(synth_root, tmp_path):
+    items = scan(synth_root / "train").items[:3]
+    perfect = {s.item.name: encode_masks(class_masks(s.polygons, s.hw)) for s in iter_samples(items)}
+    write_submission(tmp_path / "truth.csv", perfect)
+    result = run("evaluate", "--data", synth_root / "train", "--submission", tmp_path / "truth.csv",
+                 "--out", tmp_path / "r")
+    assert result.exit_code == 0, result.output
+    df = pd.read_csv(tmp_path / "r" / "dice.csv")
+    assert (df["submission_dice"] == 1.0).all()
+
+
+def test_visualize_draws_on_a_real_radiograph(stage1_run, tmp_path):
+    result = run("visualize", "--image", REAL, "--stage1", stage1_run.best, "--out", tmp_path / "v.png")
+    assert result.exit_code == 0, result.output
+    assert cv2.imread(str(tmp_path / "v.png")).shape == (2880, 2304, 3)
