@@ -201,20 +201,43 @@ def train_stage2_cmd(data, config, overrides):
 @click.option("--tta", is_flag=True, help="Horizontal-flip test-time augmentation in stage 2.")
 @click.option("--batch", default=4, show_default=True, type=click.IntRange(1), help="Images per forward pass.")
 @click.option("--skip-bad", is_flag=True, help="Leave unreadable images empty and report them instead of stopping.")
+@click.option("--shard", default="0/1", show_default=True,
+              help="i/n: predict every n-th image from the i-th (0-based) on; join parts with merge-submissions.")
 @user_errors
-def predict(stage1, stage2, images, out, device, stage1_only, paste_file, tta, batch, skip_bad):
+def predict(stage1, stage2, images, out, device, stage1_only, paste_file, tta, batch, skip_bad, shard):
     """Predict every image and write the RLE submission (atomically), checked as validate-submission would."""
     from cascade.predict import predict_folder
 
     if not stage1_only and stage2 is None:
         raise CascadeError("--stage2 is required unless --stage1-only is given")
+    try:
+        shard_index, shard_count = (int(v) for v in shard.split("/"))
+    except ValueError:
+        raise CascadeError(f"--shard {shard!r}: expected i/n, e.g. 0/4") from None
     with Progress("predicting") as progress:
         summary = predict_folder(images, out, stage1, None if stage1_only else stage2, device=device,
                                  paste_file=paste_file, tta_hflip=tta, batch=batch, skip_bad=skip_bad,
-                                 progress=progress)
+                                 shard=(shard_index, shard_count), progress=progress)
     for p in summary.skipped:
         click.echo(f"skipped (empty masks written) {p}", err=True)
     click.echo(summary.describe() + "; the submission passed validate-submission")
+
+
+@main.command("merge-submissions")
+@click.argument("parts", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Merged CSV to write.")
+@click.option("--images", type=click.Path(path_type=Path), help="Test image folder: the merged file must cover it.")
+@user_errors
+def merge_submissions_cmd(parts, out, images):
+    """Join the parts written by `cascade predict --shard i/n` into one submission, then check it."""
+    from convert.submission import image_sizes, merge_submissions, validate_submission
+
+    rows = merge_submissions(parts, out)
+    if images is not None:
+        report = validate_submission(out, image_sizes(images))
+        if not report.ok:
+            raise CascadeError(f"{out}: merged, but {report.problems[0]}")
+    click.echo(f"wrote {out} ({rows} rows from {len(parts)} parts)")
 
 
 @main.command()

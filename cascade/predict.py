@@ -60,11 +60,18 @@ def _decode(path: Path):
 
 def predict_folder(images: str | Path, out: str | Path, stage1: str | Path, stage2: str | Path | None = None,
                    device: str | None = None, paste_file: str | Path | None = None, tta_hflip: bool = False,
-                   batch: int = 4, skip_bad: bool = False, workers: int = os.cpu_count() or 1,
+                   batch: int = 4, skip_bad: bool = False, shard: tuple[int, int] = (0, 1),
+                   workers: int = os.cpu_count() or 1,
                    progress: Callable[[int, int], None] | None = None) -> PredictSummary:
     """Stage 1 (+ stage 2 pasted in its carpal region unless stage2 is None) on every image; the CSV is written
-    atomically at the end, so an error never leaves half a submission."""
-    paths = list_images(images)
+    atomically at the end, so an error never leaves half a submission. `shard=(i, n)` takes every n-th image
+    from the i-th on, for n machines; `merge_submissions` joins the parts."""
+    index, count = shard
+    if not 0 <= index < count:
+        raise DataError("--shard", f"shard {index}/{count}: expected 0 <= i < n")
+    paths = list_images(images)[index::count]
+    if not paths:
+        raise DataError(images, f"shard {index}/{count} has no images")
     plan = PastePlan.load(paste_file) if paste_file else None
     model = Cascade(stage1, stage2, device=device, plan=plan, tta_hflip=tta_hflip)
     summary = PredictSummary(Path(out))

@@ -36,6 +36,26 @@ def write_submission(path: str | Path, encoded: Mapping[str, Iterable[str]]) -> 
     return rows
 
 
+def merge_submissions(parts: Iterable[str | Path], out: str | Path) -> int:
+    """Shards from `cascade predict --shard i/n` -> one submission (images sorted, written atomically).
+
+    Every part must be a valid submission and no image may appear in two parts. Returns the row count.
+    """
+    merged: dict[str, list[str]] = {}
+    for part in parts:
+        report = validate_submission(part, default_hw=(2**31, 1))  # bounds were checked when each part was written
+        if not report.ok:
+            raise DataError(part, f"not a valid submission: {report.problems[0]}")
+        df = read_submission(part)
+        for name, group in df.groupby("image_name", sort=False):
+            if name in merged:
+                raise DataError(part, f"image {name} is also in another part")
+            merged[name] = group["rle"].tolist()
+    if not merged:
+        raise DataError(out, "no parts to merge")
+    return write_submission(out, merged)
+
+
 def encode_masks(masks: np.ndarray) -> list[str]:
     """(29, H, W) binary masks -> 29 RLE strings."""
     if masks.shape[0] != NUM_CLASSES:

@@ -95,3 +95,18 @@ def test_visualize_draws_on_a_real_radiograph(stage1_run, tmp_path):
     result = run("visualize", "--image", REAL, "--stage1", stage1_run.best, "--out", tmp_path / "v.png")
     assert result.exit_code == 0, result.output
     assert cv2.imread(str(tmp_path / "v.png")).shape == (2880, 2304, 3)
+
+
+def test_sharded_predict_merged_equals_unsharded_byte_for_byte(stage1_run, test_images, tmp_path):
+    common = ["--stage1", stage1_run.best, "--stage1-only", "--images", test_images, "--device", "cpu"]
+    assert run("predict", *common, "--out", tmp_path / "all.csv").exit_code == 0
+    for i in range(3):
+        result = run("predict", *common, "--shard", f"{i}/3", "--out", tmp_path / f"part{i}.csv")
+        assert result.exit_code == 0, result.output
+    parts = [tmp_path / f"part{i}.csv" for i in (2, 0, 1)]  # order of the parts does not matter
+    merged = run("merge-submissions", *parts, "--out", tmp_path / "merged.csv", "--images", test_images)
+    assert merged.exit_code == 0, merged.output
+    assert (tmp_path / "merged.csv").read_bytes() == (tmp_path / "all.csv").read_bytes()
+    twice = run("merge-submissions", parts[0], parts[0], "--out", tmp_path / "bad.csv")
+    assert twice.exit_code == 2 and "also in another part" in twice.output
+    assert run("predict", *common, "--shard", "3/3", "--out", tmp_path / "x.csv").exit_code == 2
