@@ -19,9 +19,10 @@ def main() -> None:
     ap.add_argument("--fold", type=int, default=0)
     ap.add_argument("--weights", required=True)
     ap.add_argument("--device", default=None)
+    ap.add_argument("--conf", type=float, default=None, help="detection confidence (default: the weights' own)")
     args = ap.parse_args()
     t0 = time.perf_counter()
-    scores = evaluate_stage1(args.data, args.folds, args.fold, args.weights, device=args.device)
+    scores = evaluate_stage1(args.data, args.folds, args.fold, args.weights, device=args.device, conf=args.conf)
     print(f"{len(scores.images)} held-out images, {time.perf_counter() - t0:.0f} s")
     print(scores.markdown(3))
     print(f"carpal-region hit rate: {scores.hit_rate:.3f} ({sum(scores.hits)}/{len(scores.hits)}); "

@@ -70,12 +70,12 @@ class Scores:
 
 
 def evaluate_stage1(data: str | Path, folds_file: str | Path, fold: int, weights: str | Path,
-                    device: str | None = None, batch: int = 4,
+                    device: str | None = None, batch: int = 4, conf: float | None = None,
                     progress: Callable[[int, int], None] | None = None) -> Scores:
     from stage1_detect.predict import Stage1Model
 
     items = held_out(data, folds_file, fold)
-    model = Stage1Model(weights, device=device)
+    model = Stage1Model(weights, device=device, conf=conf)
     scores = Scores()
     done = 0
     for start in range(0, len(items), batch):

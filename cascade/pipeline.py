@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -34,6 +34,8 @@ class Cascade:
             from stage2_segment.predict import Stage2Model
 
             self.stage2 = Stage2Model(stage2_checkpoint, device=device)
+            # crop exactly as stage 2 was trained to see crops; the fallback prior stays stage 1's own
+            self.stage1.region_cfg = replace(self.stage2.region_cfg, prior=self.stage1.region_cfg.prior)
             checkpoint_plan = PastePlan(tuple(self.stage2.paste_classes),
                                         {c: float(t) for c, t in zip(self.stage2.train_classes, self.stage2.thresholds)})
             # a plan from `cascade evaluate` picks classes; thresholds it does not name come from the checkpoint

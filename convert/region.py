@@ -24,7 +24,7 @@ class RegionPrior:
 
     mean_box: tuple[float, float, float, float] = (0.29, 0.42, 0.64, 0.83)  # x0, y0, x1, y1 / image size
     along: float = 0.55   # carpal centre = forearm centroid + along * (metacarpal centroid - forearm centroid)
-    side_ratio: float = 0.9  # carpal box side / distance between those two centroids
+    side_ratio: float = 0.9  # carpal box side / distance between those two centroids (90th percentile)
 
 
 @dataclass(frozen=True)
@@ -126,5 +126,6 @@ def fit_region_prior(mask_sets, cfg: RegionConfig = RegionConfig()) -> RegionPri
         return cfg.prior
     mean_box = tuple(float(v) for v in np.mean(boxes, axis=0))
     along = float(np.median(alongs)) if alongs else cfg.prior.along
-    ratio = float(np.median(ratios)) if ratios else cfg.prior.side_ratio
+    # a generous fallback: a crop too large costs a little resolution, one too small loses bones
+    ratio = float(np.quantile(ratios, 0.9)) if ratios else cfg.prior.side_ratio
     return RegionPrior(mean_box, along, ratio)

@@ -18,7 +18,7 @@ MODEL_NAME = re.compile(r"^(yolov8|yolo11)[nslmx]-seg$")
 @dataclass
 class Stage1Config:
     model: str = "yolo11m-seg"
-    conf: float = 0.25
+    conf: float = 0.01
     region: RegionConfig = field(default_factory=RegionConfig)
     ultralytics: dict[str, Any] = field(default_factory=dict)
 

@@ -44,7 +44,7 @@ class Stage1Model:
             raise CascadeError(f"{weights}: model has {len(self.model.names)} classes, expected {NUM_CLASSES}")
         meta = (self.model.ckpt or {}).get(META_KEY, {})
         self.region_cfg = build(RegionConfig, meta.get("region", {}), f"{weights}:region")
-        self.conf = conf if conf is not None else float(meta.get("conf", 0.25))
+        self.conf = conf if conf is not None else float(meta.get("conf", 0.01))
         self.imgsz = imgsz or int(self.model.overrides.get("imgsz", 640))
         self.device = device or ("cuda:0" if torch.cuda.is_available() else "cpu")
         half = torch.device(self.device).type == "cuda" if half is None else half
