@@ -1,32 +1,37 @@
-"""`cascade demo`: the tool end to end on generated data, with every output kept in one folder."""
+"""`cascade demo`: the tool end to end on generated data, every output kept in one folder."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
+import torch
 
 from convert.check import check_dataset
 from convert.config import CONFIG_DIR, load_config
-from convert.dataset import iter_samples, scan
 from convert.errors import CascadeError
-from convert.folds import load_folds
-from convert.masks import class_masks
-from convert.submission import encode_masks, validate_submission, write_submission
+from convert.submission import image_sizes, validate_submission
 from convert.synth import generate, load_synth_config
 from convert.yolo import convert_to_yolo
 
 
 @dataclass
 class DemoConfig:
-    patients: int = 16
+    patients: int = 24
     test_patients: int = 3
-    size: int = 256
+    size: int = 512
     seed: int = 0
     folds: int = 4
     fold: int = 0
+    stage1_imgsz: int = 256
+    stage1_config: str = "stage1_cpu.yaml"
+    stage1_overrides: list = field(default_factory=list)
+    stage2_config: str = "stage2_cpu.yaml"
+    stage2_overrides: list = field(default_factory=list)
+    device: str | None = None
+    overlays: int = 3
 
 
 def load_demo_config(path=None, overrides=()) -> DemoConfig:
@@ -34,31 +39,72 @@ def load_demo_config(path=None, overrides=()) -> DemoConfig:
 
 
 def run_demo(out: str | Path, cfg: DemoConfig, echo: Callable[[str], None] = print) -> dict[str, Path]:
-    """Generate -> check -> convert -> submission of the held-out fold's labels -> validate.
+    """synth -> check -> convert -> train stage 1 -> train stage 2 -> evaluate (held-out patients) ->
+    predict the test images -> validate the submission -> overlays."""
+    from stage1_detect.config import load_stage1_config
+    from stage1_detect.train import train_stage1
+    from stage2_segment.config import load_stage2_config
+    from stage2_segment.train import train_stage2
 
-    The stages that learn (train-stage1 / train-stage2 / predict) join here as they land; until then the
-    submission is the held-out ground truth, which exercises the RLE and validation path end to end.
-    """
-    out = Path(out)
+    from .evaluate import evaluate_cascade, held_out
+    from .predict import predict_folder
+    from .report import write_report
+    from .visualize import visualize_image
+
+    out = Path(out).resolve()
+    device = cfg.device or ("cuda:0" if torch.cuda.is_available() else "cpu")
+    started = time.perf_counter()
+    steps = 8
+
+    def step(k: int, text: str) -> None:
+        echo(f"[{k}/{steps}] {text}  ({time.perf_counter() - started:.0f} s)")
+
     data = out / "data"
     generate(data, cfg.patients, cfg.test_patients, size=cfg.size, seed=cfg.seed, cfg=load_synth_config())
-    echo(f"[1/4] generated {2 * cfg.patients} labelled + {2 * cfg.test_patients} test images in {data}")
+    step(1, f"generated {2 * cfg.patients} labelled + {2 * cfg.test_patients} test images in {data}")
 
     report = check_dataset(data / "train")
     if not report.ok:
         raise CascadeError(f"generated data failed its check: {report.problems[0]}")
-    echo(f"[2/4] dataset check: {report.images} images, {report.patients} patients, no problems")
+    step(2, f"dataset check: {report.images} images, {report.patients} patients, no problems")
 
-    yolo = convert_to_yolo(data / "train", out / "yolo", folds=cfg.folds, fold=cfg.fold, overwrite=True)
-    echo(f"[3/4] YOLO-seg dataset: {yolo.counts['train']} train / {yolo.counts['val']} val images in {yolo.out}")
+    yolo = convert_to_yolo(data / "train", out / "yolo", folds=cfg.folds, fold=cfg.fold, imgsz=cfg.stage1_imgsz,
+                           overwrite=True)
+    folds_file = yolo.out / "folds.json"
+    step(3, f"YOLO-seg set: {yolo.counts['train']} train / {yolo.counts['val']} held-out images in {yolo.out}")
 
-    folds, _ = load_folds(yolo.out / "folds.json")
-    held_out = [i for i in scan(data / "train").items if folds[i.patient] == cfg.fold]
-    encoded = {s.item.name: encode_masks(class_masks(s.polygons, s.hw)) for s in iter_samples(held_out)}
-    submission = out / "reference_submission.csv"
-    write_submission(submission, encoded)
-    checked = validate_submission(submission, {s: (cfg.size, cfg.size) for s in encoded})
+    s1_cfg = load_stage1_config(CONFIG_DIR / cfg.stage1_config, [
+        f"imgsz={cfg.stage1_imgsz}", f"project={out / 'runs' / 'stage1'}", "name=demo",
+        f"device={'cpu' if device == 'cpu' else device.split(':')[-1]}", *cfg.stage1_overrides])
+    stage1 = train_stage1(yolo.out, s1_cfg).best
+    step(4, f"stage 1 trained: {stage1}")
+
+    s2_cfg = load_stage2_config(CONFIG_DIR / cfg.stage2_config, [
+        f"folds_file={folds_file}", f"fold={cfg.fold}", f"out={out / 'runs' / 'stage2'}", "name=demo",
+        f"device={device}", *cfg.stage2_overrides])
+    stage2 = train_stage2(data / "train", s2_cfg).best
+    step(5, f"stage 2 trained: {stage2}")
+
+    scores, plan = evaluate_cascade(data / "train", folds_file, cfg.fold, stage1, stage2, device=device)
+    paths = write_report(scores, out / "evaluation", plan, title="Demo: held-out patients")
+    table = scores.table()
+    step(6, "held-out Dice (native resolution): "
+            f"stage 1 mean {table.loc['mean', 'stage1_dice']:.3f}, carpal {table.loc['carpal_mean', 'stage1_dice']:.3f}; "
+            f"cascade mean {table.loc['mean', 'cascade_dice']:.3f}, carpal {table.loc['carpal_mean', 'cascade_dice']:.3f} "
+            f"-> {paths['markdown']}")
+
+    submission = out / "submission.csv"
+    summary = predict_folder(data / "test" / "DCM", submission, stage1, stage2, device=device,
+                             paste_file=paths.get("paste"))
+    checked = validate_submission(submission, image_sizes(data / "test" / "DCM"))
     if not checked.ok:
         raise CascadeError(f"{submission}: {checked.problems[0]}")
-    echo(f"[4/4] reference submission of the {len(encoded)} held-out images (their labels), valid: {submission}")
-    return {"data": data, "yolo": yolo.out, "submission": submission}
+    step(7, f"submission for the test images, valid: {summary.describe()}")
+
+    overlays = []
+    for item in held_out(data / "train", folds_file, cfg.fold)[:cfg.overlays]:
+        overlays += visualize_image(item.image, out / "overlays" / f"{item.image.stem}.png", stage1, stage2,
+                                    labels=item.label, device=device)
+    step(8, f"{len(overlays)} overlay pictures (prediction in colour, truth in white, region in yellow) in {out / 'overlays'}")
+    return {"data": data, "stage1": stage1, "stage2": stage2, "report": paths["markdown"], "chart": paths["chart"],
+            "submission": submission, "overlays": out / "overlays"}

@@ -39,3 +39,17 @@ def stage1_run(yolo_set, tmp_path_factory):
     cfg = load_stage1_config(None, ["model=yolo11n-seg", "epochs=1", "imgsz=128", "batch=4", "device=cpu",
                                     "workers=0", "amp=false", "plots=false", f"project={runs}"])
     return train_stage1(yolo_set, cfg)
+
+
+@pytest.fixture(scope="session")
+def stage2_run(synth_root, yolo_set, tmp_path_factory):
+    """A tiny stage 2 checkpoint trained on the same held-out split as stage1_run (one epoch, 64 px)."""
+    from convert.config import CONFIG_DIR
+    from stage2_segment.config import load_stage2_config
+    from stage2_segment.train import train_stage2
+
+    tmp = tmp_path_factory.mktemp("stage2run")
+    cfg = load_stage2_config(CONFIG_DIR / "stage2_cpu.yaml", [
+        "epochs=1", "input_size=64", "batch=4", "workers=0", "device=cpu", "decoder_channels=[16,16,16,16,16]",
+        f"folds_file={yolo_set / 'folds.json'}", "fold=0", f"out={tmp / 'runs'}", f"cache_dir={tmp / 'cache'}"])
+    return train_stage2(synth_root / "train", cfg, log=lambda _: None)

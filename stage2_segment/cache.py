@@ -1,0 +1,156 @@
+"""What one training image contributes to an epoch, built once and kept on disk.
+
+Decoding a 2048 PNG and rasterising its JSON every epoch is most of the data cost. An `Entry` keeps only what
+any jittered, rotated crop can reach: the grey image cut to the ground-truth region enlarged by the largest
+jitter and rotation (`geometry.reach`), and each class mask cut to its own bounding box inside that cut,
+packed 8 pixels to a byte. Files are keyed by the image and JSON paths, their mtimes and sizes, the region
+rule and the reach, so a changed file or rule is a new key, never a stale hit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+
+from convert.atomic import atomic_path
+from convert.classes import NUM_CLASSES
+from convert.dataset import Item, Sample, bounded_map, load_sample
+from convert.images import to_gray_uint8
+from convert.masks import class_masks
+from convert.region import RegionConfig, carpal_region
+
+from .geometry import Box, clip_box, crop_padded, scale_box
+
+CACHE_VERSION = 1  # bump when the stored layout changes
+
+
+@dataclass
+class Entry:
+    hw: tuple[int, int]          # native image size
+    region: Box                  # carpal region of the ground-truth masks (the un-jittered crop)
+    origin: tuple[int, int]      # image (x, y) of image[0, 0]
+    image: np.ndarray            # grey uint8 cut of the context box
+    class_boxes: np.ndarray      # (29, 4) int32 x0, y0, x1, y1 in image pixels of each mask inside the context
+    bits: np.ndarray             # the masks inside their boxes, np.packbits, one after the other
+    offsets: np.ndarray          # (30,) int64: class c's bytes are bits[offsets[c]:offsets[c + 1]]
+
+    def crop_image(self, box: Box) -> np.ndarray:
+        return crop_padded(self.image, box, self.origin)
+
+    def crop_masks(self, classes: Sequence[int], box: Box, packed: bool = False) -> np.ndarray:
+        """(len(classes), h, w) uint8 {0,1} masks of box, zero outside the image.
+
+        packed: (h, w, ceil(len(classes) / 8)) instead, 8 classes to a byte in np.packbits' bit order
+        (np.unpackbits(..., axis=-1, count=len(classes)) restores (h, w, C)). Nearest-neighbour resizes, flips
+        and rotations move whole bytes, so the geometry runs on 4 channels instead of 29.
+        """
+        x0, y0, x1, y1 = box
+        n = len(classes)
+        out = np.zeros((y1 - y0, x1 - x0, (n + 7) // 8) if packed else (n, y1 - y0, x1 - x0), np.uint8)
+        for i, c in enumerate(classes):
+            cx0, cy0, cx1, cy1 = (int(v) for v in self.class_boxes[c])
+            window = _window((cx0, cy0, cx1, cy1), box)
+            if window is None:
+                continue
+            size = (cy1 - cy0) * (cx1 - cx0)
+            mask = np.unpackbits(self.bits[self.offsets[c]:self.offsets[c + 1]], count=size)
+            inside = mask.reshape(cy1 - cy0, cx1 - cx0)[window[1]]
+            if packed:
+                out[..., i // 8][window[0]] |= inside << (7 - i % 8)
+            else:
+                out[i][window[0]] = inside
+        return out
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {"hw": np.array(self.hw), "region": np.array(self.region), "origin": np.array(self.origin),
+                "image": self.image, "class_boxes": self.class_boxes, "bits": self.bits, "offsets": self.offsets}
+
+    @classmethod
+    def from_arrays(cls, a) -> "Entry":
+        return cls(tuple(int(v) for v in a["hw"]), tuple(int(v) for v in a["region"]),
+                   tuple(int(v) for v in a["origin"]), a["image"], a["class_boxes"], a["bits"], a["offsets"])
+
+
+def _window(src: Box, box: Box) -> tuple[tuple[slice, slice], tuple[slice, slice]] | None:
+    """Where the image-pixel rectangle src overlaps box: (slices into a box-sized array, slices into a
+    src-sized array), or None when they do not overlap."""
+    x0, y0 = max(box[0], src[0]), max(box[1], src[1])
+    x1, y1 = min(box[2], src[2]), min(box[3], src[3])
+    if x0 >= x1 or y0 >= y1:
+        return None
+    return ((slice(y0 - box[1], y1 - box[1]), slice(x0 - box[0], x1 - box[0])),
+            (slice(y0 - src[1], y1 - src[1]), slice(x0 - src[0], x1 - src[0])))
+
+
+def make_entry(sample: Sample, region_cfg: RegionConfig, reach: float) -> Entry:
+    """Rasterise at native size, find the region with THE region rule, keep what a crop can reach."""
+    hw = sample.hw
+    masks = class_masks(sample.polygons, hw)
+    region = carpal_region(masks, region_cfg).box
+    context = clip_box(scale_box(region, reach), hw)
+    cx0, cy0, cx1, cy1 = context
+    boxes = np.zeros((NUM_CLASSES, 4), np.int32)
+    chunks, offsets = [], [0]
+    for c in range(NUM_CLASSES):
+        inside = masks[c, cy0:cy1, cx0:cx1]
+        rows = np.flatnonzero(inside.any(axis=1))
+        if rows.size:
+            cols = np.flatnonzero(inside[rows[0]:rows[-1] + 1].any(axis=0))
+            r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+            boxes[c] = (cx0 + c0, cy0 + r0, cx0 + c1, cy0 + r1)
+            chunks.append(np.packbits(inside[r0:r1, c0:c1].astype(bool)))
+        offsets.append(offsets[-1] + (chunks[-1].size if rows.size else 0))
+    bits = np.concatenate(chunks) if chunks else np.zeros(0, np.uint8)
+    image = np.ascontiguousarray(to_gray_uint8(sample.image)[cy0:cy1, cx0:cx1])
+    return Entry(hw, region, (cx0, cy0), image, boxes, bits, np.array(offsets, np.int64))
+
+
+class EntryStore:
+    """Entries of labelled images, from the disk cache when one is given, else built on every call."""
+
+    def __init__(self, region_cfg: RegionConfig, reach: float, cache_dir: str | Path | None):
+        self.region_cfg = region_cfg
+        self.reach = float(reach)
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
+        self._rule = json.dumps({"region": dataclasses.asdict(region_cfg), "reach": round(self.reach, 6),
+                                 "version": CACHE_VERSION}, sort_keys=True)
+
+    def path(self, item: Item) -> Path:
+        stats = []
+        for p in (item.image, item.label):
+            st = Path(p).stat()
+            stats.append(f"{Path(p).resolve()}|{st.st_mtime_ns}|{st.st_size}")
+        key = hashlib.sha1("\n".join(stats + [self._rule]).encode()).hexdigest()
+        return self.cache_dir / key[:2] / f"{key}.npz"
+
+    def get(self, item: Item) -> Entry:
+        if self.cache_dir is None:
+            return make_entry(load_sample(item), self.region_cfg, self.reach)
+        path = self.path(item)
+        if path.is_file():
+            try:
+                with np.load(path) as arrays:
+                    return Entry.from_arrays(arrays)
+            except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+                pass  # a damaged cache file is rebuilt, never trusted
+        entry = make_entry(load_sample(item), self.region_cfg, self.reach)
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as f:
+                np.savez(f, **entry.arrays())
+        return entry
+
+    def build(self, items: Iterable[Item], workers: int, progress: Callable[[int, int], None] | None = None) -> None:
+        """Fill the cache (threads: decoding and rasterising release the GIL); a no-op without a cache."""
+        if self.cache_dir is None:
+            return
+        todo = [item for item in items if not self.path(item).is_file()]
+        for done, _ in enumerate(bounded_map(self.get, todo, workers), 1):
+            if progress:
+                progress(done, len(todo))

@@ -1,0 +1,152 @@
+"""Stage 2 configuration: one typed dataclass, loaded from configs/stage2.yaml with `key=value` overrides."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Sequence
+
+from convert.classes import CARPALS, CLASSES
+from convert.config import CONFIG_DIR, load_config
+from convert.region import RegionConfig
+
+SCHEDULERS = ("cosine", "onecycle")
+ENCODER_STRIDE = 32  # a 5-stage encoder halves the input 5 times: the side must divide by 2**5
+
+
+def _coerce_floats(obj) -> None:
+    """YAML reads `1e-3` (no dot) as a string; accept it wherever a float is expected."""
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        if f.type == "float" and isinstance(value, str):
+            try:
+                setattr(obj, f.name, float(value))
+            except ValueError:
+                raise ValueError(f"{f.name}: {value!r} is not a number") from None
+
+
+@dataclass
+class JitterConfig:
+    """Random change of the ground-truth region in training, so the model is used to stage 1's imprecise boxes."""
+
+    shift: float = 0.08                            # centre moves up to this fraction of the region's side
+    scale: tuple[float, float] = (0.85, 1.2)       # the side is multiplied by a factor in this range
+
+    def __post_init__(self):
+        _coerce_floats(self)
+
+
+@dataclass
+class AugmentConfig:
+    rotate: float = 20.0          # degrees either way; bent wrists and tilted hands
+    rotate_prob: float = 0.7
+    hflip: float = 0.5            # probability; left and right hands are mirror images
+    brightness: float = 0.15      # exposure differs between radiographs
+    contrast: float = 0.15
+    brightness_contrast_prob: float = 0.5
+    clahe: bool = True            # preprocessing, not a random change: also applied at inference
+    clahe_clip: float = 2.5
+    clahe_tiles: int = 8
+
+    def __post_init__(self):
+        _coerce_floats(self)
+
+
+@dataclass
+class NormalizeConfig:
+    mean: float = 0.449           # grey value mean / std on [0, 1]; ImageNet's, averaged over RGB
+    std: float = 0.226
+
+    def __post_init__(self):
+        _coerce_floats(self)
+
+
+@dataclass
+class Stage2Config:
+    name: str = "train"
+    out: str = "runs/stage2"
+    input_size: int = 1024
+    encoder: str = "resnet34"
+    encoder_weights: str | None = None
+    decoder_channels: tuple[int, ...] = (256, 128, 64, 32, 16)
+    train_classes: list[str] = field(default_factory=lambda: list(CLASSES))
+    paste_classes: list[str] = field(default_factory=lambda: list(CARPALS))
+    epochs: int = 60
+    batch: int = 8
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    scheduler: str = "cosine"
+    warmup_epochs: float = 1.0
+    min_lr_ratio: float = 0.01
+    dice_weight: float = 1.0
+    bce_weight: float = 1.0
+    workers: int = 8
+    device: str | None = None
+    amp: bool = True
+    channels_last: bool = True
+    seed: int = 0
+    folds_file: str | None = None
+    fold: int = 0
+    folds: int = 5
+    resume: bool = True
+    cache: bool = True
+    cache_dir: str | None = None
+    val_every: int = 1
+    val_batch: int = 8
+    tta_hflip: bool = False
+    threshold: float = 0.5
+    class_thresholds: dict[str, float] = field(default_factory=dict)
+    jitter: JitterConfig = field(default_factory=JitterConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    normalize: NormalizeConfig = field(default_factory=NormalizeConfig)
+    region: RegionConfig = field(default_factory=RegionConfig)
+
+    def __post_init__(self):
+        # ValueError: convert.config.build turns it into one line naming the config file
+        _coerce_floats(self)
+        self.class_thresholds = {str(k): float(v) for k, v in (self.class_thresholds or {}).items()}
+        self.train_classes = list(self.train_classes)
+        self.paste_classes = list(self.paste_classes)
+        for key in ("train_classes", "paste_classes"):
+            unknown = [c for c in getattr(self, key) if c not in CLASSES]
+            if unknown:
+                raise ValueError(f"{key}: unknown class(es) {', '.join(map(str, unknown))}")
+            if len(set(getattr(self, key))) != len(getattr(self, key)):
+                raise ValueError(f"{key}: a class is listed twice")
+        if not self.train_classes:
+            raise ValueError("train_classes is empty")
+        outside = [c for c in self.paste_classes if c not in self.train_classes]
+        if outside:
+            raise ValueError(f"paste_classes must be a subset of train_classes; not trained: {', '.join(outside)}")
+        unknown = [c for c in self.class_thresholds if c not in self.train_classes]
+        if unknown:
+            raise ValueError(f"class_thresholds: {', '.join(unknown)} not in train_classes")
+        if self.input_size < ENCODER_STRIDE or self.input_size % ENCODER_STRIDE:
+            raise ValueError(f"input_size {self.input_size} must be a positive multiple of {ENCODER_STRIDE}")
+        if self.scheduler not in SCHEDULERS:
+            raise ValueError(f"scheduler {self.scheduler!r}: expected one of {', '.join(SCHEDULERS)}")
+        if self.folds < 2 or self.fold < 0:
+            raise ValueError("need folds >= 2 and fold >= 0")  # fold < k is checked against the split used
+        for key in ("epochs", "batch", "val_every", "val_batch"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"{key} must be at least 1")
+        if self.workers < 0:
+            raise ValueError("workers must be 0 (load in the main process) or more")
+        lo, hi = self.jitter.scale
+        if not 0 < lo <= hi or not 0 <= self.jitter.shift < 0.5:
+            raise ValueError("jitter: need 0 < scale[0] <= scale[1] and 0 <= shift < 0.5")
+        if not 0 <= self.augment.rotate <= 45:
+            raise ValueError("augment.rotate must be within 0..45 degrees")
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.out) / self.name
+
+    def thresholds(self) -> list[float]:
+        """One threshold per trained class, in train_classes order."""
+        return [float(self.class_thresholds.get(c, self.threshold)) for c in self.train_classes]
+
+
+def load_stage2_config(path: str | Path | None = None, overrides: Sequence[str] | dict = ()) -> Stage2Config:
+    """configs/stage2.yaml (or path) + `key=value` overrides, dotted for sections: `jitter.shift=0.1`."""
+    return load_config(Stage2Config, path or CONFIG_DIR / "stage2.yaml", overrides)

@@ -1,0 +1,140 @@
+"""Training and validation samples: the patient-grouped split, and crops of the carpal region with their labels.
+
+Training crops come from the ground-truth region (THE region rule, convert.region.carpal_region, on
+ground-truth masks) moved and resized at random, so the model is used to stage 1's imprecise regions; they
+are cut from the native-resolution image, zero outside it, and resized to the input. Labels are every trained
+class inside the crop (the bones around the carpals included: a crop model that saw only carpal labels
+confused them and lost on the test set), rasterised at native size and moved with exactly the image's geometry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import cv2
+import numpy as np
+import torch
+
+from convert.classes import CLASS_INDEX
+from convert.dataset import Item, Scan, scan
+from convert.errors import DataError
+from convert.folds import FOLDS_FILE, load_folds, make_folds, save_folds
+
+from .cache import Entry, EntryStore
+from .config import Stage2Config
+from .geometry import jitter_box, reach, resize_image, resize_masks, rotation_margin, scale_box
+from .model import Preprocess
+
+
+@dataclass
+class Split:
+    train: list[Item]
+    val: list[Item]
+    folds: dict[str, int]
+    k: int
+    made: bool  # True when made here (no folds_file): the run folder keeps a copy
+
+
+def scan_labelled(data: str | Path) -> Scan:
+    """The labelled set; a pairing problem stops training with one line (`cascade check-data` lists them all)."""
+    found = scan(data)
+    if found.problems:
+        first = found.problems[0]
+        more = f" (+{len(found.problems) - 1} more; run `cascade check-data`)" if len(found.problems) > 1 else ""
+        raise DataError(first.path, first.reason + more)
+    return found
+
+
+def split_items(found: Scan, cfg: Stage2Config) -> Split:
+    """Patient-grouped train / val split: from folds_file when given (the file `cascade convert` wrote), else
+    made here with the same rule."""
+    if cfg.folds_file:
+        folds, k = load_folds(cfg.folds_file)
+        missing = sorted(set(found.patients) - set(folds))
+        if missing:
+            raise DataError(cfg.folds_file, f"no fold for patient(s) {', '.join(missing[:5])}"
+                                            f"{' ...' if len(missing) > 5 else ''} of the data")
+        made = False
+    else:
+        k = cfg.folds
+        folds, made = make_folds(found.patients, k, cfg.seed), True
+    if not 0 <= cfg.fold < k:
+        raise DataError(cfg.folds_file or "fold", f"fold {cfg.fold} is not in 0..{k - 1}")
+    train = [it for it in found.items if folds[it.patient] != cfg.fold]
+    val = [it for it in found.items if folds[it.patient] == cfg.fold]
+    if not train or not val:
+        raise DataError(cfg.folds_file or "folds", f"fold {cfg.fold} leaves {len(train)} training and "
+                                                   f"{len(val)} validation images")
+    return Split(train, val, folds, k, made)
+
+
+def write_folds(split: Split, run_dir: Path, seed: int) -> None:
+    if split.made:
+        save_folds(run_dir / FOLDS_FILE, split.folds, split.k, seed)
+
+
+def class_indices(names: Sequence[str]) -> list[int]:
+    return [CLASS_INDEX[n] for n in names]
+
+
+def preprocess_of(cfg: Stage2Config) -> Preprocess:
+    a, n = cfg.augment, cfg.normalize
+    return Preprocess(n.mean, n.std, a.clahe, a.clahe_clip, a.clahe_tiles)
+
+
+def store_of(cfg: Stage2Config, cache_dir: Path | None) -> EntryStore:
+    return EntryStore(cfg.region, reach(cfg.jitter.shift, cfg.jitter.scale[1], cfg.augment.rotate), cache_dir)
+
+
+class TrainCrops(torch.utils.data.Dataset):
+    """(image (1, s, s) float32, labels (s, s, C) uint8) for one jittered, augmented crop per item."""
+
+    def __init__(self, items: Sequence[Item], store: EntryStore, cfg: Stage2Config):
+        import albumentations as A
+
+        self.items, self.store = list(items), store
+        self.classes = class_indices(cfg.train_classes)
+        self.size, self.jitter, a = cfg.input_size, cfg.jitter, cfg.augment
+        self.preprocess = preprocess_of(cfg)
+        # Rotating a crop of exactly the input would bring black corners in; cut a larger one, rotate, centre-crop.
+        self.margin = rotation_margin(a.rotate) if a.rotate > 0 else 1.0
+        self.big = int(np.ceil(self.size * self.margin))
+        self.aug = A.Compose([
+            A.HorizontalFlip(p=a.hflip),
+            A.Affine(rotate=(-a.rotate, a.rotate), border_mode=cv2.BORDER_CONSTANT, fill=0, fill_mask=0,
+                     interpolation=cv2.INTER_LINEAR, mask_interpolation=cv2.INTER_NEAREST, p=a.rotate_prob),
+            A.CenterCrop(self.size, self.size),
+            A.RandomBrightnessContrast(a.brightness, a.contrast, p=a.brightness_contrast_prob),
+        ])
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def _seed(self) -> np.random.SeedSequence:
+        # drawn from torch's generator: seeded by cfg.seed in the main process and per worker by the DataLoader,
+        # so runs repeat and workers never share a stream
+        return np.random.SeedSequence(int(torch.randint(0, 2 ** 62, ())))
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        entry = self.store.get(self.items[i])
+        seeds = self._seed().generate_state(len(self.aug.transforms) + 1)
+        rng = np.random.default_rng(seeds[0])
+        for t, s in zip(self.aug.transforms, seeds[1:]):
+            t.set_random_seed(int(s))  # one stream each: a shared seed would tie flips to rotations
+        box = jitter_box(entry.region, rng, self.jitter.shift, self.jitter.scale)
+        big = scale_box(box, self.margin)
+        image = resize_image(entry.crop_image(big), self.big)
+        masks = resize_masks(entry.crop_masks(self.classes, big, packed=True), self.big)  # 8 classes a byte
+        out = self.aug(image=image, mask=masks)
+        x = torch.from_numpy(self.preprocess(np.ascontiguousarray(out["image"])))
+        # labels stay (s, s, C): the training step permutes them on the device instead of copying here
+        y = torch.from_numpy(np.unpackbits(out["mask"].reshape(self.size, self.size, -1), axis=-1,
+                                           count=len(self.classes)))
+        return x, y
+
+
+def val_crop(entry: Entry, classes: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """The un-jittered region at native size: grey crop and (C, h, w) labels, for scoring at native size."""
+    return entry.crop_image(entry.region), entry.crop_masks(classes, entry.region)

@@ -1,0 +1,81 @@
+"""Multi-GPU through torchrun (PyTorch DDP): one process per device; rank 0 alone writes files.
+
+Started by torchrun (RANK, WORLD_SIZE and MASTER_ADDR in the environment), training joins a process group,
+even a group of one, so that `torchrun --nproc_per_node=1` on a CPU (gloo) runs the very code a multi-GPU
+run does. Started plainly, it is one process and none of this applies.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as tdist
+
+from convert.errors import CascadeError
+
+
+@dataclass(frozen=True)
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    enabled: bool = False   # a process group exists (started by torchrun)
+    owner: bool = False     # this run created it, so it destroys it
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def launched_by_torchrun() -> bool:
+    return all(k in os.environ for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR"))
+
+
+def pick_device(preference: str | None, local_rank: int) -> torch.device:
+    """null -> this process's GPU when there is one, else the CPU; 'cuda' means this process's GPU."""
+    if preference in (None, "", "auto"):
+        preference = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(preference)
+    except RuntimeError:
+        raise CascadeError(f"device {preference!r}: expected cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise CascadeError(f"device {preference!r}: no CUDA GPU here (use device=cpu)")
+        if device.index is None:
+            device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    return device
+
+
+def setup(preference: str | None) -> tuple[Dist, torch.device]:
+    if not launched_by_torchrun():
+        return Dist(), pick_device(preference, 0)
+    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    local_rank = int(os.environ.get("LOCAL_RANK", rank))
+    device = pick_device(preference, local_rank)
+    owner = not tdist.is_initialized()
+    if owner:
+        tdist.init_process_group("nccl" if device.type == "cuda" else "gloo", rank=rank, world_size=world)
+    return Dist(rank, world, local_rank, True, owner), device
+
+
+def teardown(dist: Dist) -> None:
+    if dist.owner and tdist.is_initialized():
+        tdist.destroy_process_group()
+
+
+def barrier(dist: Dist) -> None:
+    if dist.enabled:
+        tdist.barrier()
+
+
+def all_sum(dist: Dist, values: torch.Tensor) -> torch.Tensor:
+    """Sum of a float64 CPU tensor over all processes (moved to the device nccl needs)."""
+    if not dist.enabled:
+        return values
+    on = values.to("cuda") if tdist.get_backend() == "nccl" else values.clone()
+    tdist.all_reduce(on)
+    return on.cpu()

@@ -1,0 +1,85 @@
+"""Stage 2 inference: images and their carpal regions -> per-class probabilities on each region's native pixels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from convert.classes import CLASS_INDEX
+from convert.config import build
+from convert.errors import CascadeError
+from convert.images import to_gray_uint8
+from convert.region import Region, RegionConfig
+
+from .checkpoint import load_checkpoint, load_weights
+from .distributed import pick_device
+from .geometry import box_hw, crop_padded, resize_image, to_native
+from .model import Preprocess, build_unet
+
+
+def _forward(net: torch.nn.Module, x: torch.Tensor, amp: bool) -> torch.Tensor:
+    with torch.autocast(x.device.type, dtype=torch.float16, enabled=amp):
+        return torch.sigmoid(net(x).float())
+
+
+@torch.no_grad()
+def predict_crops(net: torch.nn.Module, crops: Sequence[np.ndarray], input_size: int, preprocess: Preprocess,
+                  device: torch.device, tta_hflip: bool = False, batch: int = 8, amp: bool = False,
+                  channels_last: bool = False) -> list[np.ndarray]:
+    """Grey uint8 crops of any size -> (C, h, w) float32 probabilities at each crop's own size.
+
+    Used by Stage2Model and by training's validation, so validation scores exactly what inference produces.
+    """
+    out: list[np.ndarray] = []
+    for start in range(0, len(crops), batch):
+        chunk = crops[start:start + batch]
+        x = torch.from_numpy(np.stack([preprocess(resize_image(c, input_size)) for c in chunk])).to(device)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        probs = _forward(net, x, amp)
+        if tta_hflip:  # flip the input, un-flip the output, average
+            probs = (probs + _forward(net, x.flip(-1), amp).flip(-1)) / 2
+        out.extend(to_native(p, c.shape[:2]).cpu().numpy() for p, c in zip(probs, chunk))
+    return out
+
+
+class Stage2Model:
+    """Loaded once from a stage 2 checkpoint, then `predict` on batches of images with their regions."""
+
+    def __init__(self, checkpoint: str | Path, device: str | None = None):
+        ckpt = load_checkpoint(checkpoint)
+        self.path = Path(checkpoint)
+        self.train_classes = [CLASS_INDEX[n] for n in ckpt["train_classes"]]  # channel i is CLASSES[train_classes[i]]
+        self.paste_classes = [CLASS_INDEX[n] for n in ckpt["paste_classes"]]
+        self.thresholds = np.asarray(ckpt["thresholds"], np.float32)
+        self.input_size = int(ckpt["input_size"])
+        self.tta_hflip = bool(ckpt.get("tta_hflip", False))  # what validation used; predict() still decides
+        try:
+            self.region_cfg = build(RegionConfig, ckpt["region"], f"{checkpoint}:region")
+            self.preprocess = Preprocess(**ckpt["preprocess"])
+        except (CascadeError, TypeError) as exc:
+            raise CascadeError(f"{checkpoint}: unreadable region or preprocess settings ({exc})") from None
+        self.device = pick_device(device, 0)
+        self.net = build_unet(ckpt["encoder"], len(self.train_classes), ckpt["decoder_channels"])
+        load_weights(self.net, ckpt, checkpoint)
+        self.net.to(self.device).eval()
+        self.amp = self.device.type == "cuda"
+
+    def predict(self, images: Sequence[np.ndarray], regions: Sequence[Region], tta_hflip: bool = False,
+                batch: int = 8) -> list[np.ndarray]:
+        """One (len(train_classes), y1 - y0, x1 - x0) float32 probability array per image, covering its
+        region.box on the image's native pixels (zero-padded where the box leaves the image), ready to paste."""
+        if len(images) != len(regions):
+            raise ValueError(f"{len(images)} images but {len(regions)} regions")
+        crops = []
+        for image, region in zip(images, regions):
+            h, w = box_hw(region.box)
+            if h <= 0 or w <= 0:
+                raise ValueError(f"empty region box {region.box}")
+            # grey conversion of the whole image first: a 16-bit image is stretched by its own maximum, as in training
+            crops.append(crop_padded(to_gray_uint8(image), region.box))
+        return predict_crops(self.net, crops, self.input_size, self.preprocess, self.device, tta_hflip, batch,
+                             amp=self.amp)

@@ -1,0 +1,251 @@
+"""`cascade train-stage2`: train the carpal-region UNet; validate at native resolution; keep best.pt and last.pt.
+
+Resuming is automatic: when the run folder already holds last.pt (an interrupted or shorter run), training
+continues after its epoch with its optimizer, scheduler and scaler states; `resume=false` starts over.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import yaml
+
+from convert import offline
+from convert.atomic import write_text
+from convert.classes import CARPAL_INDICES
+from convert.dataset import bounded_map
+from convert.errors import CascadeError
+from convert.metrics import dice_per_class
+
+from . import distributed
+from .checkpoint import check_same, load_checkpoint, load_weights, make_checkpoint, plain, save_checkpoint
+from .config import Stage2Config
+from .data import TrainCrops, class_indices, preprocess_of, scan_labelled, split_items, store_of, val_crop, write_folds
+from .model import IN_CHANNELS, build_unet, dice_bce_loss
+from .predict import predict_crops
+
+ONECYCLE_DIV = 25.0  # OneCycle starts at lr / 25 (PyTorch's default div_factor)
+
+
+@dataclass
+class Stage2Run:
+    run_dir: Path
+    best: Path
+    last: Path
+    best_score: float
+    history: list[dict] = field(default_factory=list)
+
+
+def checkpoint_meta(cfg: Stage2Config) -> dict:
+    """What the network is and how to feed it: everything inference reads from the checkpoint."""
+    return plain({
+        "encoder": cfg.encoder, "decoder_channels": list(cfg.decoder_channels), "in_channels": IN_CHANNELS,
+        "input_size": cfg.input_size, "train_classes": cfg.train_classes, "paste_classes": cfg.paste_classes,
+        "thresholds": cfg.thresholds(), "region": cfg.region, "preprocess": preprocess_of(cfg).as_dict(),
+        "tta_hflip": cfg.tta_hflip, "score": "mean carpal validation Dice at native resolution",
+        "config": cfg,
+    })
+
+
+def lr_factor(kind: str, step: int, total: int, warmup: int, min_ratio: float) -> float:
+    """Learning-rate multiplier at an optimizer step: linear warmup then cosine ('cosine'), or OneCycle's shape
+    (cosine up from lr / 25, then cosine down; no momentum cycle). A pure function of the step, so a resumed
+    run, even with more epochs, continues the curve."""
+    if kind == "onecycle":
+        if step < warmup:
+            start = 1 / ONECYCLE_DIV
+            return start + (1 - start) * (1 - math.cos(math.pi * step / warmup)) / 2
+    elif step < warmup:
+        return (step + 1) / warmup
+    progress = min((step - warmup) / max(1, total - warmup), 1.0)
+    return min_ratio + (1 - min_ratio) * (1 + math.cos(math.pi * progress)) / 2
+
+
+def score_classes(train_classes: list[int]) -> list[int]:
+    """Channels the best checkpoint is chosen by: the carpals (what stage 2 is for), else every trained class."""
+    carpal = [i for i, c in enumerate(train_classes) if c in CARPAL_INDICES]
+    return carpal or list(range(len(train_classes)))
+
+
+def validate(net: torch.nn.Module, items, store, cfg: Stage2Config, device: torch.device,
+             dist: distributed.Dist) -> np.ndarray:
+    """Mean Dice per trained class over the validation images, each scored on its un-jittered ground-truth
+    region at native size (predictions resized up to the crop, never labels shrunk). Ranks share the images."""
+    classes = class_indices(cfg.train_classes)
+    thresholds = np.asarray(cfg.thresholds(), np.float32)[:, None, None]
+    preprocess = preprocess_of(cfg)
+    totals = torch.zeros(len(classes) + 1, dtype=torch.float64)
+    shard = items[dist.rank::dist.world]
+    pairs = bounded_map(lambda it: val_crop(store.get(it), classes), shard, max(1, cfg.workers))
+    amp = cfg.amp and device.type == "cuda"
+    net.eval()
+    chunk: list = []
+    for pair in [*pairs, None]:
+        if pair is not None:
+            chunk.append(pair)
+        if chunk and (pair is None or len(chunk) == cfg.val_batch):
+            probs = predict_crops(net, [c for c, _ in chunk], cfg.input_size, preprocess, device, cfg.tta_hflip,
+                                  cfg.val_batch, amp, cfg.channels_last)
+            for p, (_, truth) in zip(probs, chunk):
+                totals[:-1] += torch.from_numpy(dice_per_class(p >= thresholds, truth))  # as the paste does
+                totals[-1] += 1
+            chunk = []
+    net.train()
+    totals = distributed.all_sum(dist, totals)
+    return (totals[:-1] / max(float(totals[-1]), 1.0)).numpy()
+
+
+def _loader(dataset, cfg: Stage2Config, dist: distributed.Dist, device: torch.device):
+    sampler = (torch.utils.data.DistributedSampler(dataset, dist.world, dist.rank, shuffle=True, seed=cfg.seed)
+               if dist.enabled else None)
+    return torch.utils.data.DataLoader(
+        dataset, batch_size=cfg.batch, shuffle=sampler is None, sampler=sampler, num_workers=cfg.workers,
+        pin_memory=device.type == "cuda", persistent_workers=cfg.workers > 0, drop_last=False,
+        generator=torch.Generator().manual_seed(cfg.seed + dist.rank))
+
+
+def _write_metrics(path: Path, row: dict) -> None:
+    new = not path.is_file()
+    with open(path, "a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(row))
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
+
+
+def train_stage2(data: str | Path, cfg: Stage2Config, log: Callable[[str], None] = print) -> Stage2Run:
+    """Train on the labelled set at data (DCM/ + outputs_json/); returns where best.pt and last.pt are."""
+    found = scan_labelled(data)
+    split = split_items(found, cfg)
+    dist, device = distributed.setup(cfg.device)
+    try:
+        return _train(data, cfg, split, dist, device, log if dist.main else (lambda _: None))
+    finally:
+        distributed.teardown(dist)
+
+
+def _train(data, cfg: Stage2Config, split, dist: distributed.Dist, device: torch.device, log) -> Stage2Run:
+    run_dir = cfg.run_dir
+    best_path, last_path, metrics_path = run_dir / "best.pt", run_dir / "last.pt", run_dir / "metrics.csv"
+    torch.manual_seed(cfg.seed + dist.rank)
+    meta = checkpoint_meta(cfg)
+    resumed = None
+    if cfg.resume and last_path.is_file():  # checked before anything is written: a mismatch changes nothing
+        resumed = load_checkpoint(last_path, need_resume=True)
+        check_same(resumed, meta, last_path)
+    if dist.main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_text(run_dir / "config.yaml", yaml.safe_dump({"data": str(data), **meta["config"]}, sort_keys=False))
+        write_folds(split, run_dir, cfg.seed)
+        if not cfg.resume:
+            for stale in (best_path, last_path, metrics_path):
+                stale.unlink(missing_ok=True)
+
+    cache_dir = (Path(cfg.cache_dir) if cfg.cache_dir else offline.CACHE_DIR / "stage2") if cfg.cache else None
+    store = store_of(cfg, cache_dir)
+    t0 = time.perf_counter()
+    store.build(split.train[dist.rank::dist.world] + split.val[dist.rank::dist.world], max(1, cfg.workers))
+    distributed.barrier(dist)
+    if cache_dir is not None:
+        log(f"crop cache {cache_dir}: ready in {time.perf_counter() - t0:.1f} s "
+            f"({len(split.train)} train / {len(split.val)} val images)")
+
+    net = build_unet(cfg.encoder, len(cfg.train_classes), cfg.decoder_channels, cfg.encoder_weights).to(device)
+    if cfg.channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    dataset = TrainCrops(split.train, store, cfg)
+    loader = _loader(dataset, cfg, dist, device)
+    total = cfg.epochs * len(loader)
+    warmup = max(1, round(cfg.warmup_epochs * len(loader)))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(cfg.scheduler, step, total, warmup, cfg.min_lr_ratio))
+    amp = cfg.amp and device.type == "cuda"  # mixed precision only pays on GPUs
+    scaler = torch.amp.GradScaler("cuda", enabled=amp)
+
+    start, best = 1, -1.0
+    if resumed is not None:
+        load_weights(net, resumed, last_path)
+        optimizer.load_state_dict(resumed["optimizer"])
+        scheduler.load_state_dict(resumed["scheduler"])
+        if scaler.is_enabled() and resumed["scaler"]:  # a CPU run saved a disabled (empty) scaler
+            scaler.load_state_dict(resumed["scaler"])
+        start, best = int(resumed["epoch"]) + 1, float(resumed["best_score"])
+        log(f"resuming {last_path} after epoch {resumed['epoch']} (best {best:.4f})")
+        del resumed  # the optimizer state is large
+
+    model = net
+    if dist.enabled:
+        ids = [device.index] if device.type == "cuda" else None
+        model = torch.nn.parallel.DistributedDataParallel(net, device_ids=ids)
+    scored = score_classes(class_indices(cfg.train_classes))
+    history: list[dict] = []
+    for epoch in range(start, cfg.epochs + 1):
+        if dist.enabled:
+            loader.sampler.set_epoch(epoch)
+        t_epoch = time.perf_counter()
+        loss_sum, seen, wait = _train_epoch(model, loader, optimizer, scheduler, scaler, cfg, device, amp, epoch)
+        sums = distributed.all_sum(dist, torch.tensor([loss_sum, seen], dtype=torch.float64))
+        train_s = time.perf_counter() - t_epoch
+        row = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"], "train_loss": float(sums[0] / max(sums[1], 1)),
+               "train_s": round(train_s, 2), "samples_per_s": round(float(sums[1]) / train_s, 2),
+               "data_wait_s": round(wait, 2)}
+        dice = None
+        if epoch % cfg.val_every == 0 or epoch == cfg.epochs:
+            t_val = time.perf_counter()
+            dice = validate(net, split.val, store, cfg, device, dist)
+            row.update(val_s=round(time.perf_counter() - t_val, 2), val_carpal_dice=float(dice[scored].mean()),
+                       val_mean_dice=float(dice.mean()))
+            row.update({f"dice/{c}": float(d) for c, d in zip(cfg.train_classes, dice)})
+        history.append(row)
+        if dist.main:
+            improved = dice is not None and row["val_carpal_dice"] > best
+            best = row["val_carpal_dice"] if improved else best
+            val_dice = dict(zip(cfg.train_classes, dice.tolist())) if dice is not None else {}
+            save_checkpoint(make_checkpoint(net, meta, epoch, best, val_dice, optimizer, scheduler, scaler), last_path)
+            if improved:
+                save_checkpoint(make_checkpoint(net, meta, epoch, best, val_dice), best_path)
+            if dice is not None:
+                _write_metrics(metrics_path, row)
+            log(f"epoch {epoch}/{cfg.epochs}  loss {row['train_loss']:.4f}  lr {row['lr']:.2e}  "
+                f"{row['samples_per_s']:.1f} samples/s ({row['train_s']:.1f} s, data wait {wait:.1f} s)"
+                + (f"  val carpal Dice {row['val_carpal_dice']:.4f} (best {best:.4f}), all {row['val_mean_dice']:.4f}"
+                   if dice is not None else ""))
+        distributed.barrier(dist)
+    return Stage2Run(run_dir, best_path if best_path.is_file() else last_path, last_path, best, history)
+
+
+def _train_epoch(model, loader, optimizer, scheduler, scaler, cfg: Stage2Config, device: torch.device,
+                 amp: bool, epoch: int) -> tuple[float, int, float]:
+    """One pass over the training crops: (sum of loss x samples, samples, seconds spent waiting for data)."""
+    model.train()
+    loss_sum, seen, wait = 0.0, 0, 0.0
+    t = time.perf_counter()
+    for step, (x, y) in enumerate(loader):
+        wait += time.perf_counter() - t
+        x = x.to(device, non_blocking=True)
+        y = y.to(device, non_blocking=True).permute(0, 3, 1, 2).float()  # (B, s, s, C) -> (B, C, s, s)
+        if cfg.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
+            logits = model(x)
+        loss = dice_bce_loss(logits, y, cfg.dice_weight, cfg.bce_weight)
+        # under AMP the scaler skips steps with overflowing gradients; in full precision a NaN is a real divergence
+        if not amp and not torch.isfinite(loss):
+            raise CascadeError(f"training diverged: loss {loss.item()} at epoch {epoch} step {step} (lower lr)")
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+        loss_sum = loss_sum + loss.detach() * len(x)  # stays on the device: no sync per step
+        seen += len(x)
+        t = time.perf_counter()
+    return float(loss_sum), seen, wait

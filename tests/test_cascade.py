@@ -1,0 +1,102 @@
+"""The cascade with both stages: predict, evaluate (and its paste plan), visualize and the demo, end to end."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from cascade.cli import main
+from cascade.paste import PastePlan
+from cascade.pipeline import Cascade
+from convert.classes import CARPAL_INDICES, CLASSES
+from convert.dataset import load_sample, scan
+from convert.region import Region
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def test_cascade_pastes_only_inside_the_region_and_only_planned_classes(stage1_run, stage2_run, synth_root):
+    model = Cascade(stage1_run.best, stage2_run.best, device="cpu")
+    assert model.plan.classes == CARPAL_INDICES
+    # the crop rule is stage 2's, the fallback prior stage 1's own
+    assert model.stage1.region_cfg.margin == model.stage2.region_cfg.margin
+    image = load_sample(scan(synth_root / "train").items[0]).image
+    out = model.run([image])[0]
+    before = out.stage1_masks.copy()
+    x0, y0, x1, y1 = out.region.box
+    assert out.probs.shape == (len(model.stage2.train_classes), y1 - y0, x1 - x0)
+    final = model.final_masks(out, copy=True)
+    outside = np.ones(image.shape[:2], bool)
+    outside[y0:y1, x0:x1] = False
+    np.testing.assert_array_equal(final[:, outside], before[:, outside])
+    others = [c for c in range(29) if c not in CARPAL_INDICES]
+    np.testing.assert_array_equal(final[others], before[others])
+    for c in CARPAL_INDICES:
+        j = model.stage2.train_classes.index(c)
+        expected = out.probs[j] >= model.plan.thresholds[c]
+        np.testing.assert_array_equal(final[c, y0:y1, x0:x1], expected)
+
+
+def test_region_at_the_border_and_a_non_square_image(stage1_run, stage2_run):
+    model = Cascade(stage1_run.best, stage2_run.best, device="cpu")
+    image = np.zeros((150, 260), np.uint8)
+    probs = model.stage2.predict([image], [Region((200, 90, 260, 150), "prior")])[0]
+    assert probs.shape == (len(model.stage2.train_classes), 60, 60)
+    out = model.run([image])[0]  # nothing to find: a fallback region, never a crash
+    assert out.region.source in ("neighbours", "prior")
+    assert model.final_masks(out).shape == (29, 150, 260)
+
+
+def test_evaluate_writes_both_columns_and_a_plan_that_predict_uses(stage1_run, stage2_run, synth_root, yolo_set,
+                                                                    tmp_path):
+    result = run("evaluate", "--data", synth_root / "train", "--folds", yolo_set / "folds.json", "--fold", 0,
+                 "--stage1", stage1_run.best, "--stage2", stage2_run.best, "--out", tmp_path / "r", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    df = pd.read_csv(tmp_path / "r" / "dice.csv")
+    assert list(df.columns) == ["class", "stage1_dice", "cascade_dice"]
+    assert df["class"].tolist() == list(CLASSES) + ["mean", "carpal_mean"]
+    non_carpal = [i for i in range(29) if i not in CARPAL_INDICES]
+    # stage 2 is pasted for the carpals only: every other class scores exactly as stage 1
+    np.testing.assert_allclose(df.loc[non_carpal, "cascade_dice"], df.loc[non_carpal, "stage1_dice"])
+    plan = json.loads((tmp_path / "r" / "paste.json").read_text())
+    raised = [CLASSES[c] for c in CARPAL_INDICES if df.loc[c, "cascade_dice"] > df.loc[c, "stage1_dice"]]
+    assert plan["paste_classes"] == raised
+
+    sub = tmp_path / "sub.csv"
+    result = run("predict", "--stage1", stage1_run.best, "--stage2", stage2_run.best, "--images",
+                 synth_root / "test" / "DCM", "--out", sub, "--paste-file", tmp_path / "r" / "paste.json",
+                 "--tta", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    assert run("validate-submission", sub, "--images", synth_root / "test" / "DCM").exit_code == 0
+
+
+def test_an_empty_plan_reproduces_stage1_only(stage1_run, stage2_run, synth_root, tmp_path):
+    PastePlan((), {}).save(tmp_path / "none.json")
+    common = ["--stage1", stage1_run.best, "--images", synth_root / "test" / "DCM", "--device", "cpu"]
+    assert run("predict", *common, "--stage1-only", "--out", tmp_path / "a.csv").exit_code == 0
+    assert run("predict", *common, "--stage2", stage2_run.best, "--paste-file", tmp_path / "none.json",
+               "--out", tmp_path / "b.csv").exit_code == 0
+    assert (tmp_path / "a.csv").read_bytes() == (tmp_path / "b.csv").read_bytes()
+
+
+def test_visualize_with_both_stages_writes_the_comparison(stage1_run, stage2_run, synth_root, tmp_path):
+    item = scan(synth_root / "train").items[0]
+    result = run("visualize", "--image", item.image, "--labels", item.label, "--stage1", stage1_run.best,
+                 "--stage2", stage2_run.best, "--out", tmp_path / "v.png", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "v.png").exists() and (tmp_path / "v_compare.png").exists()
+
+
+def test_demo_runs_end_to_end_on_a_tiny_config(tmp_path):
+    result = run("demo", "--out", tmp_path / "demo", "patients=6", "test_patients=1", "size=192", "folds=3",
+                 "stage1_imgsz=128", "stage1_overrides=[epochs=1, batch=4, workers=0]",
+                 "stage2_overrides=[epochs=1, input_size=64, 'decoder_channels=[16,16,16,16,16]']",
+                 "overlays=1", "device=cpu")
+    assert result.exit_code == 0, result.output
+    for name in ("submission.csv", "evaluation/dice.csv", "evaluation/dice.png", "evaluation/paste.json"):
+        assert (tmp_path / "demo" / name).exists(), name
+    assert "[8/8]" in result.output
