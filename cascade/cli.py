@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from pathlib import Path
 
@@ -186,7 +187,8 @@ def train_stage2_cmd(data, config, overrides):
     from stage2_segment.train import train_stage2
 
     run = train_stage2(data, load_stage2_config(config, overrides))
-    click.echo(f"stage 2 checkpoint: {run.best}\nrun folder: {run.run_dir}")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, one line from the writing process only
+        click.echo(f"stage 2 checkpoint: {run.best}\nrun folder: {run.run_dir}")
 
 
 @main.command()
