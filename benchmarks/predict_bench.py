@@ -1,0 +1,96 @@
+"""`cascade predict` at full size: images per second, peak memory and time per step, stage 1 alone vs cascade.
+
+Generates N test images at --size, then runs the same loop `cascade predict` runs, timing each step:
+decode, stage 1 (network + masks at native size), region, stage 2, paste, RLE encode. Each mode runs in its own
+child process so that its peak memory (max RSS) is its own.
+
+    .venv/bin/python benchmarks/predict_bench.py --stage1 S1.pt --stage2 S2.pt --images 8 --size 2048
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def measure(args) -> dict:
+    import torch
+
+    from cascade.pipeline import Cascade, CascadeOutput
+    from convert.images import read_image
+    from convert.submission import encode_masks
+
+    paths = sorted(Path(args.folder).rglob("*.png"))
+    model = Cascade(args.stage1, None if args.mode == "stage1" else args.stage2, device=args.device)
+    steps = dict.fromkeys(("decode", "stage1", "stage2", "paste", "encode"), 0.0)
+    sync = torch.cuda.synchronize if torch.cuda.is_available() and "cuda" in str(model.stage1.device) else (lambda: None)
+    model.run([read_image(paths[0])])  # warm-up: first-call allocations and lazy initialisation
+    start = time.perf_counter()
+    for i in range(0, len(paths), args.batch):
+        t = time.perf_counter()
+        images = [read_image(p) for p in paths[i:i + args.batch]]
+        steps["decode"] += time.perf_counter() - t
+        t = time.perf_counter()
+        firsts = model.stage1.predict(images)  # includes the region rule
+        sync()
+        steps["stage1"] += time.perf_counter() - t
+        probs = [None] * len(images)
+        if model.stage2 is not None:
+            t = time.perf_counter()
+            probs = model.stage2.predict(images, [o.region for o in firsts])
+            sync()
+            steps["stage2"] += time.perf_counter() - t
+        for o, p in zip(firsts, probs):
+            t = time.perf_counter()
+            masks = model.final_masks(CascadeOutput(o.masks, o.region, p))
+            steps["paste"] += time.perf_counter() - t
+            t = time.perf_counter()
+            encode_masks(masks)
+            steps["encode"] += time.perf_counter() - t
+    total = time.perf_counter() - start
+    return {"images": len(paths), "seconds": total, "steps": steps,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--stage1", required=True)
+    ap.add_argument("--stage2", required=True)
+    ap.add_argument("--images", type=int, default=8)
+    ap.add_argument("--size", type=int, default=2048)
+    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--device", default=None)
+    ap.add_argument("--mode", choices=("stage1", "cascade"), help=argparse.SUPPRESS)
+    ap.add_argument("--folder", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.mode:  # child process
+        print(json.dumps(measure(args)))
+        return
+
+    from convert.synth import generate
+
+    with tempfile.TemporaryDirectory() as tmp:
+        generate(tmp, patients=0, test_patients=(args.images + 1) // 2, size=args.size, seed=5)
+        print(f"{platform.machine()}, {args.images} images at {args.size} x {args.size}, batch {args.batch}, "
+              f"device {args.device or 'auto'}")
+        print("| mode | images/s | s/image | peak RSS (MB) | decode | stage 1 | stage 2 | paste | encode |")
+        print("|---|---|---|---|---|---|---|---|---|")
+        for mode in ("stage1", "cascade"):
+            cmd = [sys.executable, __file__, "--stage1", args.stage1, "--stage2", args.stage2, "--batch",
+                   str(args.batch), "--mode", mode, "--folder", tmp] + (["--device", args.device] if args.device else [])
+            r = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
+            n = r["images"]
+            per = {k: f"{1000 * v / n:.0f} ms" for k, v in r["steps"].items()}
+            print(f"| {mode} | {n / r['seconds']:.2f} | {r['seconds'] / n:.2f} | {r['peak_rss_mb']:.0f} | "
+                  f"{per['decode']} | {per['stage1']} | {per['stage2']} | {per['paste']} | {per['encode']} |")
+
+
+if __name__ == "__main__":
+    main()
