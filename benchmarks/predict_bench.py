@@ -1,8 +1,9 @@
 """`cascade predict` at full size: images per second, peak memory and time per step, stage 1 alone vs cascade.
 
 Generates N test images at --size, then runs the same loop `cascade predict` runs, timing each step:
-decode, stage 1 (network + masks at native size), region, stage 2, paste, RLE encode. Each mode runs in its own
-child process so that its peak memory (max RSS) is its own.
+decode, stage 1 (network + masks at native size + region), stage 2, paste, RLE encode. Each mode runs in its own
+child process so that its peak memory (max RSS) is its own. `stage1-all-instances` is stage 1 as it was before
+masks were built only for each class's best instances (the largest cost measured), kept for the ratio.
 
     .venv/bin/python benchmarks/predict_bench.py --stage1 S1.pt --stage2 S2.pt --images 8 --size 2048
 """
@@ -20,6 +21,9 @@ import time
 from pathlib import Path
 
 
+MODES = ("stage1-all-instances", "stage1", "cascade")
+
+
 def measure(args) -> dict:
     import torch
 
@@ -28,7 +32,9 @@ def measure(args) -> dict:
     from convert.submission import encode_masks
 
     paths = sorted(Path(args.folder).rglob("*.png"))
-    model = Cascade(args.stage1, None if args.mode == "stage1" else args.stage2, device=args.device)
+    model = Cascade(args.stage1, None if args.mode.startswith("stage1") else args.stage2, device=args.device)
+    if args.mode == "stage1-all-instances":  # before: native-size masks for every detection, then the best kept
+        model.stage1.predictor = None
     steps = dict.fromkeys(("decode", "stage1", "stage2", "paste", "encode"), 0.0)
     sync = torch.cuda.synchronize if torch.cuda.is_available() and "cuda" in str(model.stage1.device) else (lambda: None)
     model.run([read_image(paths[0])])  # warm-up: first-call allocations and lazy initialisation
@@ -67,7 +73,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=2048)
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--device", default=None)
-    ap.add_argument("--mode", choices=("stage1", "cascade"), help=argparse.SUPPRESS)
+    ap.add_argument("--mode", choices=MODES, help=argparse.SUPPRESS)
     ap.add_argument("--folder", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.mode:  # child process
@@ -82,7 +88,7 @@ def main() -> None:
               f"device {args.device or 'auto'}")
         print("| mode | images/s | s/image | peak RSS (MB) | decode | stage 1 | stage 2 | paste | encode |")
         print("|---|---|---|---|---|---|---|---|---|")
-        for mode in ("stage1", "cascade"):
+        for mode in MODES:
             cmd = [sys.executable, __file__, "--stage1", args.stage1, "--stage2", args.stage2, "--batch",
                    str(args.batch), "--mode", mode, "--folder", tmp] + (["--device", args.device] if args.device else [])
             r = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])

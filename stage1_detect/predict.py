@@ -26,11 +26,58 @@ class Stage1Output:
     region: Region      # the carpal region and which rule produced it
 
 
+def rank_in_class(pred: torch.Tensor) -> torch.Tensor:
+    """For each row of an NMS output (x1, y1, x2, y2, conf, cls, mask coefficients...), how many rows of the same
+    class are more confident (0 = the class's best; ties keep their order)."""
+    order = torch.argsort(pred[:, 4], descending=True, stable=True).cpu().numpy()
+    rank = np.zeros(len(order), np.int64)
+    seen: dict[int, int] = {}
+    for i, c in zip(order.tolist(), pred[order, 5].long().cpu().tolist()):
+        rank[i] = seen.get(c, 0)
+        seen[c] = rank[i] + 1
+    return torch.as_tensor(rank, device=pred.device)
+
+
+def _top_instance_predictor(max_rounds: int = 3):
+    """ultralytics' segmentation predictor, building native-size masks only for each class's best instance.
+
+    With up to 300 detections kept at a low confidence floor, the masks of the others were most of stage 1's time
+    and memory. ultralytics drops an instance whose mask comes out empty; the next instance of that class then
+    wins, so such classes get another round with their runner-up (rarely needed: most rounds end after one).
+    """
+    from ultralytics.engine.results import Results
+    from ultralytics.models.yolo.segment import SegmentationPredictor
+
+    class TopInstancePredictor(SegmentationPredictor):
+        def construct_result(self, pred, img, orig_img, img_path, proto):
+            rank = rank_in_class(pred) if len(pred) else None
+            boxes, masks, done = [], [], set()
+            for r in range(max_rounds):
+                rows = pred[(rank == r) & ~_isin(pred[:, 5], done)] if rank is not None else pred[:0]
+                if r > 0 and len(rows) == 0:
+                    break
+                result = super().construct_result(rows.clone(), img, orig_img, img_path, proto)
+                if result.masks is not None:
+                    boxes.append(result.boxes.data)
+                    masks.append(result.masks.data)
+                    done |= set(result.boxes.cls.long().tolist())
+            if not boxes:
+                return result
+            return Results(orig_img, path=img_path, names=self.model.names, boxes=torch.cat(boxes),
+                           masks=torch.cat(masks))
+
+    return TopInstancePredictor
+
+
+def _isin(values: torch.Tensor, chosen: set) -> torch.Tensor:
+    return torch.isin(values.long(), torch.tensor(sorted(chosen), dtype=torch.long, device=values.device))
+
+
 class Stage1Model:
     """Loaded once, then `predict` on batches of decoded images (grey or colour, 8 or 16 bit, any size)."""
 
     def __init__(self, weights: str | Path, device: str | None = None, conf: float | None = None,
-                 imgsz: int | None = None, half: bool | None = None):
+                 imgsz: int | None = None, half: bool | None = None, top_instance_only: bool = True):
         from ultralytics import YOLO
 
         weights = Path(weights)
@@ -47,6 +94,7 @@ class Stage1Model:
         self.conf = conf if conf is not None else float(meta.get("conf", 0.01))
         self.imgsz = imgsz or int(self.model.overrides.get("imgsz", 640))
         self.device = device or ("cuda:0" if torch.cuda.is_available() else "cpu")
+        self.predictor = _top_instance_predictor() if top_instance_only else None
         half = torch.device(self.device).type == "cuda" if half is None else half
         from ultralytics.cfg import DEFAULT_CFG_DICT
 
@@ -58,7 +106,8 @@ class Stage1Model:
             return []
         bgr = [cv2.cvtColor(to_gray_uint8(im), cv2.COLOR_GRAY2BGR) for im in images]
         results = self.model.predict(bgr, imgsz=self.imgsz, conf=self.conf, device=self.device,
-                                     retina_masks=True, max_det=300, verbose=False, **self._precision)
+                                     retina_masks=True, max_det=300, verbose=False, predictor=self.predictor,
+                                     **self._precision)
         return [self._semantic(r, im.shape[:2]) for r, im in zip(results, images)]
 
     def _semantic(self, result, hw: tuple[int, int]) -> Stage1Output:

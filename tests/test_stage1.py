@@ -97,3 +97,41 @@ def test_empty_split_is_rejected(synth_root, tmp_path):
         f.unlink()
     with pytest.raises(DataError, match="val split .* has no images"):
         check_yolo_data(data)
+
+
+def test_rank_in_class_orders_rows_by_confidence_within_each_class():
+    from stage1_detect.predict import rank_in_class
+
+    pred = torch.tensor([[0, 0, 1, 1, 0.3, 5, 7.0],
+                         [0, 0, 1, 1, 0.9, 5, 8.0],
+                         [0, 0, 1, 1, 0.2, 2, 9.0],
+                         [0, 0, 1, 1, 0.9, 5, 6.0]])  # a tie: the earlier row ranks first
+    assert rank_in_class(pred).tolist() == [2, 0, 0, 1]
+
+
+def test_top_instance_predictor_gives_the_same_semantic_masks(stage1_run):
+    """Building masks for each class's best instance only must not change the result of the full path."""
+    from ultralytics.models.yolo.segment import SegmentationPredictor
+
+    from stage1_detect.predict import _top_instance_predictor
+
+    gen = torch.Generator().manual_seed(0)
+    n, nm = 60, 32
+    xy = torch.rand(n, 2, generator=gen) * 180
+    wh = 20 + torch.rand(n, 2, generator=gen) * 60
+    pred = torch.cat([xy, xy + wh, torch.rand(n, 1, generator=gen),
+                      torch.randint(0, 29, (n, 1), generator=gen).float(), torch.randn(n, nm, generator=gen)], 1)
+    proto = torch.randn(nm, 64, 64, generator=gen)
+    img = torch.zeros(1, 3, 256, 256)
+    orig = np.zeros((300, 400, 3), np.uint8)
+    model = Stage1Model(stage1_run.best, device="cpu")
+    results = []
+    for cls in (SegmentationPredictor, _top_instance_predictor()):
+        predictor = cls(overrides={"retina_masks": True, "conf": 0.01})
+        predictor.model = SimpleNamespace(names={i: str(i) for i in range(29)})
+        results.append(model._semantic(predictor.construct_result(pred.clone(), img, orig, "x.png", proto),
+                                       orig.shape[:2]))
+    full, fast = results
+    assert full.masks.sum() > 0 and (full.scores > 0).sum() > 10
+    np.testing.assert_array_equal(fast.masks, full.masks)
+    np.testing.assert_allclose(fast.scores, full.scores)
