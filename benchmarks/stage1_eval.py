@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from cascade.evaluate import evaluate_stage1
+from cascade.evaluate import evaluate_cascade
 
 
 def main() -> None:
@@ -22,7 +22,8 @@ def main() -> None:
     ap.add_argument("--conf", type=float, default=None, help="detection confidence (default: the weights' own)")
     args = ap.parse_args()
     t0 = time.perf_counter()
-    scores = evaluate_stage1(args.data, args.folds, args.fold, args.weights, device=args.device, conf=args.conf)
+    scores, _ = evaluate_cascade(args.data, args.folds, args.fold, args.weights, None, device=args.device,
+                                 conf=args.conf)
     print(f"{len(scores.images)} held-out images, {time.perf_counter() - t0:.0f} s")
     print(scores.markdown(3))
     print(f"carpal-region hit rate: {scores.hit_rate:.3f} ({sum(scores.hits)}/{len(scores.hits)}); "

@@ -69,36 +69,17 @@ class Scores:
         return float(np.mean(self.hits)) if self.hits else float("nan")
 
 
-def evaluate_stage1(data: str | Path, folds_file: str | Path, fold: int, weights: str | Path,
-                    device: str | None = None, batch: int = 4, conf: float | None = None,
-                    progress: Callable[[int, int], None] | None = None) -> Scores:
-    from stage1_detect.predict import Stage1Model
-
-    items = held_out(data, folds_file, fold)
-    model = Stage1Model(weights, device=device, conf=conf)
-    scores = Scores()
-    done = 0
-    for start in range(0, len(items), batch):
-        samples = list(iter_samples(items[start:start + batch]))
-        for sample, out in zip(samples, model.predict([s.image for s in samples])):
-            truth = class_masks(sample.polygons, sample.hw)
-            scores.add(sample.item.name, truth, {"stage1": out.masks}, out.region)
-        done += len(samples)
-        if progress:
-            progress(done, len(items))
-    return scores
-
-
 def evaluate_cascade(data: str | Path, folds_file: str | Path, fold: int, stage1: str | Path,
                      stage2: str | Path | None, device: str | None = None, batch: int = 4, tta_hflip: bool = False,
-                     progress: Callable[[int, int], None] | None = None) -> tuple[Scores, "PastePlan | None"]:
+                     conf: float | None = None, progress: Callable[[int, int], None] | None = None) -> tuple[Scores, "PastePlan | None"]:
     """Stage 1 alone and the cascade (stage 2 pasted for the checkpoint's classes) on the held-out patients;
-    also the plan that pastes only the classes whose Dice the cascade raised on this fold."""
+    also the plan that pastes only the classes whose Dice the cascade raised on this fold. With stage2=None,
+    stage 1 alone (and no plan)."""
     from .paste import PastePlan
     from .pipeline import Cascade
 
     items = held_out(data, folds_file, fold)
-    model = Cascade(stage1, stage2, device=device, tta_hflip=tta_hflip)
+    model = Cascade(stage1, stage2, device=device, tta_hflip=tta_hflip, conf=conf)
     scores = Scores()
     done = 0
     for start in range(0, len(items), batch):

@@ -24,10 +24,11 @@ class Cascade:
     """Both stages loaded once. `stage2_checkpoint=None` runs stage 1 alone."""
 
     def __init__(self, stage1_weights: str | Path, stage2_checkpoint: str | Path | None = None,
-                 device: str | None = None, plan: PastePlan | None = None, tta_hflip: bool = False):
+                 device: str | None = None, plan: PastePlan | None = None, tta_hflip: bool = False,
+                 conf: float | None = None):
         from stage1_detect.predict import Stage1Model
 
-        self.stage1 = Stage1Model(stage1_weights, device=device)
+        self.stage1 = Stage1Model(stage1_weights, device=device, conf=conf)
         self.stage2 = None
         self.tta_hflip = tta_hflip
         if stage2_checkpoint is not None:
