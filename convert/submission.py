@@ -119,6 +119,8 @@ def validate_submission(path: str | Path, sizes: Mapping[str, tuple[int, int]] |
             header = next(csv.reader(f), None)
     except FileNotFoundError:
         raise DataError(path, "submission file not found") from None
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(path, f"not a text CSV file ({type(exc).__name__})") from None
     if header is None or tuple(header) != HEADER:
         problem(f"header is {','.join(header) if header else '(empty file)'}, expected {','.join(HEADER)}")
         return report

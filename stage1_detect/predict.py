@@ -83,12 +83,15 @@ class Stage1Model:
         weights = Path(weights)
         if not weights.is_file():
             raise CascadeError(f"{weights}: stage 1 weights not found")
+        if weights.suffix != ".pt":
+            raise CascadeError(f"{weights}: expected the .pt weights written by `cascade train-stage1`")
         try:
             self.model = YOLO(str(weights), task="segment")
+            names = self.model.names
         except Exception as exc:  # ultralytics raises many types for a file that is not its checkpoint
             raise CascadeError(f"{weights}: not a YOLO segmentation checkpoint ({type(exc).__name__})") from None
-        if len(self.model.names) != NUM_CLASSES:
-            raise CascadeError(f"{weights}: model has {len(self.model.names)} classes, expected {NUM_CLASSES}")
+        if len(names) != NUM_CLASSES:
+            raise CascadeError(f"{weights}: model has {len(names)} classes, expected {NUM_CLASSES}")
         meta = (self.model.ckpt or {}).get(META_KEY, {})
         self.region_cfg = build(RegionConfig, meta.get("region", {}), f"{weights}:region")
         self.conf = conf if conf is not None else float(meta.get("conf", 0.01))

@@ -66,6 +66,11 @@ def test_predict_needs_stage2_or_stage1_only(stage1_run, test_images, tmp_path):
     result = run("predict", "--stage1", tmp_path / "none.pt", "--stage1-only", "--images", test_images,
                  "--out", tmp_path / "s.csv")
     assert result.exit_code == 2 and "none.pt: stage 1 weights not found" in result.output
+    for name, content in (("junk.bin", b"\x00" * 64), ("junk.pt", b"not a checkpoint")):
+        (tmp_path / name).write_bytes(content)
+        result = run("predict", "--stage1", tmp_path / name, "--stage1-only", "--images", test_images,
+                     "--out", tmp_path / "s.csv")
+        assert result.exit_code == 2 and f"{name}:" in result.output and "Traceback" not in result.output
 
 
 def test_evaluate_stage1_writes_the_report(stage1_run, synth_root, yolo_set, tmp_path):

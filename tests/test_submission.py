@@ -97,3 +97,11 @@ def test_cli_exit_codes(submission, tmp_path):
     missing = runner.invoke(main, ["validate-submission", str(tmp_path / "nope.csv")])
     assert missing.exit_code == 2
     assert missing.output.strip().count("\n") == 0 and "nope.csv: submission file not found" in missing.output
+
+
+def test_binary_file_is_a_one_line_error(tmp_path):
+    junk = tmp_path / "junk.csv"
+    junk.write_bytes(bytes(range(256)) * 10)
+    result = CliRunner().invoke(main, ["validate-submission", str(junk)])
+    assert result.exit_code == 2 and "junk.csv: not a text CSV file" in result.output
+    assert "Traceback" not in result.output
