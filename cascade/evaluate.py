@@ -17,6 +17,8 @@ from convert.folds import load_folds
 from convert.masks import class_masks
 from convert.metrics import dice_per_class, region_contains
 
+from .paste import PastePlan
+
 
 def held_out(data: str | Path, folds_file: str | Path, fold: int) -> list[Item]:
     """The labelled images whose patients form fold `fold` of the recorded split."""
@@ -71,11 +73,10 @@ class Scores:
 
 def evaluate_cascade(data: str | Path, folds_file: str | Path, fold: int, stage1: str | Path,
                      stage2: str | Path | None, device: str | None = None, batch: int = 4, tta_hflip: bool = False,
-                     conf: float | None = None, progress: Callable[[int, int], None] | None = None) -> tuple[Scores, "PastePlan | None"]:
+                     conf: float | None = None, progress: Callable[[int, int], None] | None = None) -> tuple[Scores, PastePlan | None]:
     """Stage 1 alone and the cascade (stage 2 pasted for the checkpoint's classes) on the held-out patients;
     also the plan that pastes only the classes whose Dice the cascade raised on this fold. With stage2=None,
     stage 1 alone (and no plan)."""
-    from .paste import PastePlan
     from .pipeline import Cascade
 
     items = held_out(data, folds_file, fold)

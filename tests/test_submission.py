@@ -35,7 +35,7 @@ def test_written_file_round_trips_with_empty_masks_kept_empty(submission):
     assert df["class"].tolist()[:29] == list(CLASSES)
     assert not df["rle"].isna().any()
     assert df.loc[0, "rle"] == ""  # class 0 is empty in _masks
-    for i, name in enumerate(["img1.png", "img2.png", "img3.png"], start=0):
+    for name in ["img1.png", "img2.png", "img3.png"]:
         rows = df[df.image_name == name]
         back = np.stack([rle.decode(code, (32, 24)) for code in rows["rle"]])
         np.testing.assert_array_equal(back, _masks(int(name[3])))
