@@ -21,7 +21,7 @@ import numpy as np
 
 from convert.atomic import atomic_path
 from convert.classes import NUM_CLASSES
-from convert.dataset import Item, Sample, bounded_map, load_sample
+from convert.dataset import Item, Sample, bounded_map, iter_samples, load_sample
 from convert.images import to_gray_uint8
 from convert.masks import class_masks
 from convert.region import RegionConfig, carpal_region
@@ -147,8 +147,12 @@ class EntryStore:
         return entry
 
     def build(self, items: Iterable[Item], workers: int, progress: Callable[[int, int], None] | None = None) -> None:
-        """Fill the cache (threads: decoding and rasterising release the GIL); a no-op without a cache."""
+        """Fill the cache (threads: decoding and rasterising release the GIL). Without a cache every file is still
+        read once: a bad image must stop the run here, named in one line, not inside a DataLoader worker process,
+        which would turn it into a traceback."""
         if self.cache_dir is None:
+            for _ in iter_samples(list(items), workers):
+                pass
             return
         todo = [item for item in items if not self.path(item).is_file()]
         for done, _ in enumerate(bounded_map(self.get, todo, workers), 1):

@@ -336,6 +336,19 @@ def test_cli_trains_end_to_end_and_rejects_bad_data(synth_root, tmp_path):
     assert len(lines) == 1 and lines[0].startswith("error:") and "nowhere" in lines[0]
 
 
+def test_corrupt_image_without_cache_is_named_before_training(train_copy, tmp_path):
+    """With cache=false and loader workers the images are read in worker processes; a bad one must still stop
+    the run with one line naming it, before the first epoch."""
+    victim = sorted(train_copy.glob("DCM/*/*.png"))[0]
+    victim.write_bytes(victim.read_bytes()[:80])
+    result = CliRunner().invoke(main, ["train-stage2", "--data", str(train_copy), "--config", CPU_CONFIG, *TINY,
+                                       "cache=false", "workers=1", f"out={tmp_path / 'runs'}"])
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and victim.name in lines[0] and "Traceback" not in result.output
+    assert not (tmp_path / "runs" / "cpu" / "last.pt").exists()
+
+
 def _free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
