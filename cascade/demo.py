@@ -12,7 +12,6 @@ import torch
 from convert.check import check_dataset
 from convert.config import CONFIG_DIR, load_config
 from convert.errors import CascadeError
-from convert.submission import image_sizes, validate_submission
 from convert.synth import generate, load_synth_config
 from convert.yolo import convert_to_yolo
 
@@ -47,6 +46,7 @@ def run_demo(out: str | Path, cfg: DemoConfig, echo: Callable[[str], None] = pri
     from stage2_segment.train import train_stage2
 
     from .evaluate import evaluate_cascade, held_out
+    from .pipeline import Cascade
     from .predict import predict_folder
     from .report import write_report
     from .visualize import visualize_image
@@ -96,15 +96,14 @@ def run_demo(out: str | Path, cfg: DemoConfig, echo: Callable[[str], None] = pri
     submission = out / "submission.csv"
     summary = predict_folder(data / "test" / "DCM", submission, stage1, stage2, device=device,
                              paste_file=paths.get("paste"))
-    checked = validate_submission(submission, image_sizes(data / "test" / "DCM"))
-    if not checked.ok:
-        raise CascadeError(f"{submission}: {checked.problems[0]}")
+    # predict_folder has checked the file as validate-submission does, against each image's decoded size
     step(7, f"submission for the test images, valid: {summary.describe()}")
 
     overlays = []
+    model = Cascade(stage1, stage2, device=device)  # loaded once for all overlays
     for item in held_out(data / "train", folds_file, cfg.fold)[:cfg.overlays]:
-        overlays += visualize_image(item.image, out / "overlays" / f"{item.image.stem}.png", stage1, stage2,
-                                    labels=item.label, device=device)
+        overlays += visualize_image(item.image, out / "overlays" / f"{item.image.stem}.png", labels=item.label,
+                                    model=model)
     step(8, f"{len(overlays)} overlay pictures (prediction in colour, truth in white, region in yellow) in {out / 'overlays'}")
     return {"data": data, "stage1": stage1, "stage2": stage2, "report": paths["markdown"], "chart": paths["chart"],
             "submission": submission, "overlays": out / "overlays"}

@@ -12,8 +12,8 @@ from typing import Callable
 from convert.classes import NUM_CLASSES
 from convert.dataset import bounded_map
 from convert.errors import DataError, Problem
-from convert.images import IMAGE_SUFFIXES, read_image
-from convert.submission import encode_masks, validate_submission, write_submission
+from convert.images import read_image
+from convert.submission import encode_masks, list_images, validate_submission, write_submission
 
 from .paste import PastePlan
 from .pipeline import Cascade
@@ -34,21 +34,6 @@ class PredictSummary:
         return (f"{self.images} images -> {self.out}; carpal regions from the carpals for "
                 f"{self.regions.get('carpals', 0)}, from the fallback for {fallback} "
                 f"({dict(self.regions)}); {per:.2f} s per image; {len(self.skipped)} skipped")
-
-
-def list_images(folder: str | Path) -> list[Path]:
-    """Test images directly in folder or in patient sub-folders; names must be unique (the CSV keeps names only)."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise DataError(folder, "image folder not found")
-    paths = sorted((p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES),
-                   key=lambda p: p.name)
-    if not paths:
-        raise DataError(folder, "no images found (PNG or JPEG, directly or in sub-folders)")
-    for a, b in zip(paths, paths[1:]):
-        if a.name == b.name:
-            raise DataError(b, f"same file name as {a}; the submission identifies images by name only")
-    return paths
 
 
 def _decode(path: Path):

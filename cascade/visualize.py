@@ -62,10 +62,12 @@ def save_png(path: str | Path, picture: np.ndarray) -> Path:
     return Path(path)
 
 
-def visualize_image(image_path: str | Path, out: str | Path, stage1: str | Path, stage2: str | Path | None = None,
-                    labels: str | Path | None = None, device: str | None = None) -> list[Path]:
+def visualize_image(image_path: str | Path, out: str | Path, stage1: str | Path | None = None,
+                    stage2: str | Path | None = None, labels: str | Path | None = None, device: str | None = None,
+                    model=None) -> list[Path]:
     """Write OUT (overlay of the cascade, or of stage 1 alone) and, with stage 2, OUT's `_compare` side-by-side
-    of stage 1 vs cascade on the carpal region."""
+    of stage 1 vs cascade on the carpal region. `model`, a loaded Cascade, replaces stage1 / stage2 / device when
+    drawing several images."""
     from convert.dataset import parse_annotation
     from convert.images import read_image
     from convert.masks import class_masks
@@ -79,7 +81,7 @@ def visualize_image(image_path: str | Path, out: str | Path, stage1: str | Path,
         if problems:
             raise DataError(problems[0].path, problems[0].reason)
         truth = class_masks(polygons, image.shape[:2])
-    model = Cascade(stage1, stage2, device=device)
+    model = model or Cascade(stage1, stage2, device=device)
     result = model.run([image])[0]
     first = result.stage1_masks.copy()
     final = model.final_masks(result)

@@ -139,9 +139,9 @@ def parse_annotation(path: str | Path, hw: tuple[int, int], require_all: bool = 
         points[:, 1] = np.minimum(points[:, 1], h - 1)
         polygons.append((CLASS_INDEX[label], np.round(points).astype(np.int32)))
     if require_all:
-        missing = sorted(set(range(NUM_CLASSES)) - {c for c, _ in polygons}
-                         - {CLASS_INDEX[a.get("label")] for a in annotations
-                            if isinstance(a, dict) and a.get("label") in CLASS_INDEX})
+        # a class whose polygon was invalid is already reported above, not again as missing
+        labelled = {CLASS_INDEX[a["label"]] for a in annotations if isinstance(a, dict) and a.get("label") in CLASS_INDEX}
+        missing = sorted(set(range(NUM_CLASSES)) - labelled)
         if missing:
             problems.append(Problem(where, f"missing classes: {', '.join(CLASSES[c] for c in missing)}"))
     return polygons, problems

@@ -84,20 +84,25 @@ class SubmissionReport:
         return not self.problems
 
 
-def image_sizes(folder: str | Path) -> dict[str, tuple[int, int]]:
-    """File name -> (H, W) for the test images, found directly in folder or in its patient sub-folders."""
+def list_images(folder: str | Path) -> list[Path]:
+    """Test images directly in folder or in patient sub-folders, sorted by name; names must be unique (the CSV
+    keeps names only)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(folder, "image folder not found")
-    paths = [p for p in sorted(folder.rglob("*")) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+    paths = sorted((p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES),
+                   key=lambda p: p.name)
     if not paths:
-        raise DataError(folder, "no images found")
-    sizes: dict[str, tuple[int, int]] = {}
-    for p in paths:
-        if p.name in sizes:
-            raise DataError(p, "two test images share this file name; the submission cannot tell them apart")
-        sizes[p.name] = read_image(p).shape[:2]
-    return sizes
+        raise DataError(folder, "no images found (PNG or JPEG, directly or in sub-folders)")
+    for a, b in zip(paths, paths[1:]):
+        if a.name == b.name:
+            raise DataError(b, f"same file name as {a}; the submission identifies images by name only")
+    return paths
+
+
+def image_sizes(folder: str | Path) -> dict[str, tuple[int, int]]:
+    """File name -> (H, W) of every test image under folder."""
+    return {p.name: read_image(p).shape[:2] for p in list_images(folder)}
 
 
 def validate_submission(path: str | Path, sizes: Mapping[str, tuple[int, int]] | None = None,
