@@ -1,9 +1,11 @@
 """`cascade predict` at full size: images per second, peak memory and time per step, stage 1 alone vs cascade.
 
 Generates N test images at --size, then runs the same loop `cascade predict` runs, timing each step:
-decode, stage 1 (network + masks at native size + region), stage 2, paste, RLE encode. Each mode runs in its own
-child process so that its peak memory (max RSS) is its own. `stage1-all-instances` is stage 1 as it was before
-masks were built only for each class's best instances (the largest cost measured), kept for the ratio.
+decode, stage 1 (network + masks at native size), region, stage 2, paste, RLE encode. Each mode runs in its own
+child process so that its peak memory (max RSS) is its own. Two earlier versions of stage 1 stay here for the
+ratios: `stage1-all-instances` (ultralytics' path: every detection's mask upsampled to the whole image, then each
+class's best kept) and `stage1-top-full-image` (only each class's best instance, but still upsampled to the whole
+image); `stage1` builds each best instance's mask inside its box only.
 
     .venv/bin/python benchmarks/predict_bench.py --stage1 S1.pt --stage2 S2.pt --images 8 --size 2048
 """
@@ -21,7 +23,37 @@ import time
 from pathlib import Path
 
 
-MODES = ("stage1-all-instances", "stage1", "cascade")
+MODES = ("stage1-all-instances", "stage1-top-full-image", "stage1", "cascade")
+
+
+def _top_instance_full_image_predictor(max_rounds: int = 3):
+    """Stage 1 as it was before masks were built inside their boxes: ultralytics' own native masks, best
+    instance per class (runner-up where the best comes out empty)."""
+    import torch
+    from ultralytics.engine.results import Results
+    from ultralytics.models.yolo.segment import SegmentationPredictor
+
+    from stage1_detect.predict import _isin, rank_in_class
+
+    class Previous(SegmentationPredictor):
+        def construct_result(self, pred, img, orig_img, img_path, proto):
+            rank = rank_in_class(pred) if len(pred) else None
+            boxes, masks, done = [], [], set()
+            for r in range(max_rounds):
+                rows = pred[(rank == r) & ~_isin(pred[:, 5], done)] if rank is not None else pred[:0]
+                if r > 0 and len(rows) == 0:
+                    break
+                result = super().construct_result(rows.clone(), img, orig_img, img_path, proto)
+                if result.masks is not None:
+                    boxes.append(result.boxes.data)
+                    masks.append(result.masks.data)
+                    done |= set(result.boxes.cls.long().tolist())
+            if not boxes:
+                return result
+            return Results(orig_img, path=img_path, names=self.model.names, boxes=torch.cat(boxes),
+                           masks=torch.cat(masks))
+
+    return Previous
 
 
 def measure(args) -> dict:
@@ -33,20 +65,37 @@ def measure(args) -> dict:
 
     paths = sorted(Path(args.folder).rglob("*.png"))
     model = Cascade(args.stage1, None if args.mode.startswith("stage1") else args.stage2, device=args.device)
-    if args.mode == "stage1-all-instances":  # before: native-size masks for every detection, then the best kept
+    if args.mode == "stage1-all-instances":
         model.stage1.predictor = None
-    steps = dict.fromkeys(("decode", "stage1", "stage2", "paste", "encode"), 0.0)
+    elif args.mode == "stage1-top-full-image":
+        model.stage1.predictor = _top_instance_full_image_predictor()
+    steps = dict.fromkeys(("decode", "stage1", "region", "stage2", "paste", "encode"), 0.0)
+
+    import stage1_detect.predict as stage1_predict
+
+    region_rule = stage1_predict.carpal_region
+
+    def timed_region(*a, **k):  # the region rule runs inside Stage1Model.predict: time it there
+        t = time.perf_counter()
+        try:
+            return region_rule(*a, **k)
+        finally:
+            steps["region"] += time.perf_counter() - t
+
+    stage1_predict.carpal_region = timed_region
     sync = torch.cuda.synchronize if torch.cuda.is_available() and "cuda" in str(model.stage1.device) else (lambda: None)
     model.run([read_image(paths[0])])  # warm-up: first-call allocations and lazy initialisation
+    steps["region"] = 0.0
     start = time.perf_counter()
     for i in range(0, len(paths), args.batch):
         t = time.perf_counter()
         images = [read_image(p) for p in paths[i:i + args.batch]]
         steps["decode"] += time.perf_counter() - t
         t = time.perf_counter()
-        firsts = model.stage1.predict(images)  # includes the region rule
+        region_before = steps["region"]
+        firsts = model.stage1.predict(images)
         sync()
-        steps["stage1"] += time.perf_counter() - t
+        steps["stage1"] += time.perf_counter() - t - (steps["region"] - region_before)
         probs = [None] * len(images)
         if model.stage2 is not None:
             t = time.perf_counter()
@@ -86,8 +135,8 @@ def main() -> None:
         generate(tmp, patients=0, test_patients=(args.images + 1) // 2, size=args.size, seed=5)
         print(f"{platform.machine()}, {args.images} images at {args.size} x {args.size}, batch {args.batch}, "
               f"device {args.device or 'auto'}")
-        print("| mode | images/s | s/image | peak RSS (MB) | decode | stage 1 | stage 2 | paste | encode |")
-        print("|---|---|---|---|---|---|---|---|---|")
+        print("| mode | images/s | s/image | peak RSS (MB) | decode | stage 1 | region | stage 2 | paste | encode |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
         for mode in MODES:
             cmd = [sys.executable, __file__, "--stage1", args.stage1, "--stage2", args.stage2, "--batch",
                    str(args.batch), "--mode", mode, "--folder", tmp] + (["--device", args.device] if args.device else [])
@@ -95,7 +144,7 @@ def main() -> None:
             n = r["images"]
             per = {k: f"{1000 * v / n:.0f} ms" for k, v in r["steps"].items()}
             print(f"| {mode} | {n / r['seconds']:.2f} | {r['seconds'] / n:.2f} | {r['peak_rss_mb']:.0f} | "
-                  f"{per['decode']} | {per['stage1']} | {per['stage2']} | {per['paste']} | {per['encode']} |")
+                  f"{per['decode']} | {per['stage1']} | {per['region']} | {per['stage2']} | {per['paste']} | {per['encode']} |")
 
 
 if __name__ == "__main__":

@@ -58,10 +58,13 @@ def _bbox(mask: np.ndarray) -> tuple[float, float, float, float] | None:
 def _centroid(masks: np.ndarray, classes) -> np.ndarray | None:
     total, acc = 0, np.zeros(2)
     for c in classes:
-        ys, xs = np.nonzero(masks[c])
-        if xs.size:
-            total += xs.size
-            acc += (xs.sum(), ys.sum())
+        box = _bbox(masks[c])
+        if box is None:
+            continue
+        x0, y0, x1, y1 = (int(v) for v in box)
+        ys, xs = np.nonzero(masks[c, y0:y1, x0:x1])  # inside the box: a bone is a small part of a 2048 image
+        total += xs.size
+        acc += (xs.sum() + x0 * xs.size, ys.sum() + y0 * xs.size)
     return acc / total if total else None
 
 

@@ -9,6 +9,7 @@ the masks those polygons rasterise to (`convert.masks.class_masks`), so that ima
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -19,7 +20,7 @@ import numpy as np
 from .atomic import atomic_path, write_text
 from .classes import CLASS_INDEX, CLASSES
 from .config import CONFIG_DIR, load_config
-from .dataset import IMAGE_DIR, LABEL_DIR
+from .dataset import IMAGE_DIR, LABEL_DIR, bounded_map
 from .errors import CascadeError
 from .masks import class_masks
 
@@ -517,9 +518,11 @@ def _write_png(path: Path, image: np.ndarray) -> None:
 
 
 def generate(out: str | Path, patients: int, test_patients: int = 0, size: int = 512, seed: int = 0,
-             cfg: SynthConfig | None = None, progress: Callable[[int, int], None] | None = None) -> dict:
+             cfg: SynthConfig | None = None, progress: Callable[[int, int], None] | None = None,
+             workers: int | None = None) -> dict:
     """Write `patients` labelled patients under out/train and `test_patients` unlabelled ones under out/test
-    (IDs continue after train), two hands each. Same arguments -> byte-identical files."""
+    (IDs continue after train), two hands each, on `workers` threads (default: one per core). Same arguments
+    -> byte-identical files, whatever the number of workers."""
     if patients < 0 or test_patients < 0:
         raise CascadeError("patient counts must be >= 0")
     if seed < 0:
@@ -528,24 +531,28 @@ def generate(out: str | Path, patients: int, test_patients: int = 0, size: int =
         raise CascadeError(f"image size must be within 128..4096, got {size}")
     cfg = cfg or load_synth_config()
     out = Path(out)
-    total = 2 * (patients + test_patients)
-    done = 0
-    counts = {"train": 0, "test": 0}
+    jobs = []
     for number in range(1, patients + test_patients + 1):
         split = "train" if number <= patients else "test"
-        patient = f"ID{number:03d}"
         stems = _image_stems(seed, number, suffixed=(split == "train" and number == 1))
-        for hand, (stem, (_, left)) in enumerate(zip(stems, _HANDS)):
-            rng = _rng(seed, number, _STREAM_IMAGE, hand)
-            polygons = make_hand(rng, size, left, cfg)
-            _write_png(out / split / IMAGE_DIR / patient / f"{stem}.png", render(polygons, size, rng, cfg))
-            if split == "train":
-                doc = _annotation_doc(polygons, stem, patient, rng)
-                write_text(out / split / LABEL_DIR / patient / f"{stem}.json", json.dumps(doc))
-            counts[split] += 1
-            done += 1
-            if progress is not None:
-                progress(done, total)
+        jobs += [(split, number, hand, stem, left) for hand, (stem, (_, left)) in enumerate(zip(stems, _HANDS))]
+
+    def write_image(job) -> str:
+        split, number, hand, stem, left = job
+        patient = f"ID{number:03d}"
+        rng = _rng(seed, number, _STREAM_IMAGE, hand)  # one stream per image: any order gives the same files
+        polygons = make_hand(rng, size, left, cfg)
+        _write_png(out / split / IMAGE_DIR / patient / f"{stem}.png", render(polygons, size, rng, cfg))
+        if split == "train":
+            doc = _annotation_doc(polygons, stem, patient, rng)
+            write_text(out / split / LABEL_DIR / patient / f"{stem}.json", json.dumps(doc))
+        return split
+
+    counts = {"train": 0, "test": 0}
+    for done, split in enumerate(bounded_map(write_image, jobs, workers or os.cpu_count() or 1), 1):
+        counts[split] += 1
+        if progress is not None:
+            progress(done, len(jobs))
     return {"root": str(out), "train": str(out / "train"), "test": str(out / "test"), "size": size,
             "seed": seed, "patients": patients, "test_patients": test_patients,
             "train_images": counts["train"], "test_images": counts["test"]}

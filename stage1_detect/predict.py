@@ -16,6 +16,7 @@ from convert.errors import CascadeError
 from convert.images import to_gray_uint8
 from convert.region import Region, RegionConfig, carpal_region
 
+from .box_masks import BoxMasks
 from .weights import META_KEY
 
 
@@ -39,32 +40,42 @@ def rank_in_class(pred: torch.Tensor) -> torch.Tensor:
 
 
 def _top_instance_predictor(max_rounds: int = 3):
-    """ultralytics' segmentation predictor, building native-size masks only for each class's best instance.
+    """ultralytics' segmentation predictor, building native-size masks only for each class's best instance, and
+    only inside its box (`BoxMasks`).
 
-    With up to 300 detections kept at a low confidence floor, the masks of the others were most of stage 1's time
-    and memory. ultralytics drops an instance whose mask comes out empty; the next instance of that class then
-    wins, so such classes get another round with their runner-up (rarely needed: most rounds end after one).
+    With up to 300 detections kept at a low confidence floor, the full-image masks of every instance were most of
+    stage 1's time and memory. ultralytics drops an instance whose mask comes out empty; the next instance of that
+    class then wins, so such classes get another round with their runner-up (rarely needed).
+    Results carry `box_masks` [(y0, x0, bool mask inside the box)] beside `boxes`, and no full-size `masks`.
     """
     from ultralytics.engine.results import Results
     from ultralytics.models.yolo.segment import SegmentationPredictor
+    from ultralytics.utils import ops
 
     class TopInstancePredictor(SegmentationPredictor):
+        resample = BoxMasks()
+
         def construct_result(self, pred, img, orig_img, img_path, proto):
-            rank = rank_in_class(pred) if len(pred) else None
-            boxes, masks, done = [], [], set()
+            if not len(pred):
+                return super().construct_result(pred, img, orig_img, img_path, proto)
+            boxes = ops.scale_boxes(img.shape[2:], pred[:, :4].clone(), orig_img.shape)
+            rank, done, rows, crops = rank_in_class(pred), set(), [], []
             for r in range(max_rounds):
-                rows = pred[(rank == r) & ~_isin(pred[:, 5], done)] if rank is not None else pred[:0]
-                if r > 0 and len(rows) == 0:
+                pick = torch.nonzero((rank == r) & ~_isin(pred[:, 5], done)).flatten()
+                if len(pick) == 0:
                     break
-                result = super().construct_result(rows.clone(), img, orig_img, img_path, proto)
-                if result.masks is not None:
-                    boxes.append(result.boxes.data)
-                    masks.append(result.masks.data)
-                    done |= set(result.boxes.cls.long().tolist())
-            if not boxes:
-                return result
-            return Results(orig_img, path=img_path, names=self.model.names, boxes=torch.cat(boxes),
-                           masks=torch.cat(masks))
+                masks = self.resample(proto, pred[pick, 6:], boxes[pick], orig_img.shape[:2])
+                if masks is None:  # geometry not ultralytics': its own path, every instance at full size
+                    return super().construct_result(pred, img, orig_img, img_path, proto)
+                for i, (y0, x0, m) in zip(pick.tolist(), masks):
+                    if m.any():
+                        rows.append(torch.cat([boxes[i], pred[i, 4:6]]))
+                        crops.append((y0, x0, m.cpu().numpy()))
+                        done.add(int(pred[i, 5]))
+            result = Results(orig_img, path=img_path, names=self.model.names,
+                             boxes=torch.stack(rows) if rows else pred[:0, :6])
+            result.box_masks = crops
+            return result
 
     return TopInstancePredictor
 
@@ -117,7 +128,12 @@ class Stage1Model:
         """Instances -> one mask per class: the highest-confidence instance (each bone occurs once per hand)."""
         masks = np.zeros((NUM_CLASSES, *hw), np.uint8)
         scores = np.zeros(NUM_CLASSES, np.float32)
-        if result.masks is not None and len(result.boxes):
+        crops = getattr(result, "box_masks", None)
+        if crops is not None:  # TopInstancePredictor: already one instance per class, masks inside their boxes
+            for (conf, cls), (y0, x0, m) in zip(result.boxes.data[:, 4:6].tolist(), crops):
+                masks[int(cls), y0:y0 + m.shape[0], x0:x0 + m.shape[1]] = m
+                scores[int(cls)] = conf
+        elif result.masks is not None and len(result.boxes):
             cls = result.boxes.cls.long()
             conf = result.boxes.conf.float()
             best = torch.full((NUM_CLASSES,), -1.0, device=conf.device).scatter_reduce(0, cls, conf, "amax")

@@ -68,3 +68,15 @@ def test_prior_fitted_on_ground_truth_reproduces_the_region_from_neighbours():
     # the fallback models the position along the forearm -> metacarpal axis, not across it: close, not exact
     assert np.linalg.norm(centre(full.box) - centre(fallback.box)) < 0.15 * side
     assert abs((fallback.box[2] - fallback.box[0]) - side) < 0.1 * side
+
+
+def test_neighbour_centroid_is_the_mean_of_every_labelled_pixel():
+    from convert.region import _centroid
+
+    rng = np.random.default_rng(0)
+    masks = np.zeros((29, 300, 200), np.uint8)
+    masks[3, 20:90, 150:190] = rng.random((70, 40)) > 0.5
+    masks[7, 250:299, 0:30] = 1
+    ys, xs = np.nonzero(masks[3] | masks[7])
+    np.testing.assert_array_equal(_centroid(masks, (3, 7, 11)), [xs.mean(), ys.mean()])
+    assert _centroid(masks, (11,)) is None

@@ -91,9 +91,10 @@ def test_test_split_has_images_but_no_json(dataset):
     assert not (root / "test" / LABEL_DIR).exists()
 
 
-def test_same_seed_gives_identical_bytes(tmp_path, dataset):
+@pytest.mark.parametrize("workers", [1, 3])
+def test_same_seed_gives_identical_bytes(tmp_path, dataset, workers):
     root, _ = dataset
-    generate(tmp_path, patients=3, test_patients=1, size=128, seed=0)
+    generate(tmp_path, patients=3, test_patients=1, size=128, seed=0, workers=workers)
     assert files(tmp_path) == files(root)
 
 
