@@ -88,10 +88,9 @@ def run_demo(out: str | Path, cfg: DemoConfig, echo: Callable[[str], None] = pri
     scores, plan = evaluate_cascade(data / "train", folds_file, cfg.fold, stage1, stage2, device=device)
     paths = write_report(scores, out / "evaluation", plan, title="Demo: held-out patients")
     table = scores.table()
-    step(6, "held-out Dice (native resolution): "
-            f"stage 1 mean {table.loc['mean', 'stage1_dice']:.3f}, carpal {table.loc['carpal_mean', 'stage1_dice']:.3f}; "
-            f"cascade mean {table.loc['mean', 'cascade_dice']:.3f}, carpal {table.loc['carpal_mean', 'cascade_dice']:.3f} "
-            f"-> {paths['markdown']}")
+    figures = "; ".join(f"{column.removesuffix('_dice').replace('_', ' ')} mean {table.loc['mean', column]:.3f}, "
+                        f"carpal {table.loc['carpal_mean', column]:.3f}" for column in table.columns)
+    step(6, f"held-out Dice (native resolution): {figures} -> {paths['markdown']}")
 
     submission = out / "submission.csv"
     summary = predict_folder(data / "test" / "DCM", submission, stage1, stage2, device=device,

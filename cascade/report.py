@@ -28,11 +28,17 @@ def write_report(scores: Scores, out: str | Path, plan: PastePlan | None = None,
     if scores.hits:
         lines.append(f"Carpal-region hit rate (all 8 carpal bones inside the region): {scores.hit_rate:.3f}; "
                      f"region sources: {dict(scores.sources)}.")
+    if "cascade_tuned" in scores.dice:
+        lines.append("cascade_tuned: each pasted class at its tuned threshold, scored honestly: the held-out "
+                     "patients are split in two halves and each half is scored at the threshold chosen on the "
+                     "other. paste.json keeps the thresholds chosen on all of them.")
     if plan is not None:
-        names = ", ".join(CLASSES[c] for c in plan.classes) or "none"
-        lines.append(f"Classes whose Dice the cascade raised on this fold (pasted by `--paste-file`): {names}.")
+        names = ", ".join(f"{CLASSES[c]} ({plan.thresholds[c]:.2f})" for c in plan.classes) or "none"
+        lines.append(f"Classes whose Dice the cascade raised on this fold, with their thresholds (pasted by "
+                     f"`--paste-file`): {names}.")
         paths["paste"] = out / "paste.json"
-        plan.save(paths["paste"], note="classes whose Dice stage 2 raised over stage 1 on the held-out fold")
+        plan.save(paths["paste"], note="classes whose Dice stage 2 raised over stage 1 on the held-out fold, "
+                                       "at the thresholds that scored best there")
     write_text(paths["markdown"], "\n".join(lines) + "\n")
     _chart(table, paths["chart"], title)
     return paths

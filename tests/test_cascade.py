@@ -7,10 +7,12 @@ import pandas as pd
 from click.testing import CliRunner
 
 from cascade.cli import main
+from cascade.evaluate import THRESHOLDS, Scores, threshold_curve, tune_thresholds
 from cascade.paste import PastePlan
 from cascade.pipeline import Cascade
 from convert.classes import CARPAL_INDICES, CLASSES
 from convert.dataset import load_sample, scan
+from convert.metrics import dice_per_class
 from convert.region import Region
 
 
@@ -56,14 +58,16 @@ def test_evaluate_writes_both_columns_and_a_plan_that_predict_uses(stage1_run, s
                  "--stage1", stage1_run.best, "--stage2", stage2_run.best, "--out", tmp_path / "r", "--device", "cpu")
     assert result.exit_code == 0, result.output
     df = pd.read_csv(tmp_path / "r" / "dice.csv")
-    assert list(df.columns) == ["class", "stage1_dice", "cascade_dice"]
+    assert list(df.columns) == ["class", "stage1_dice", "cascade_dice", "cascade_tuned_dice"]
     assert df["class"].tolist() == list(CLASSES) + ["mean", "carpal_mean"]
     non_carpal = [i for i in range(29) if i not in CARPAL_INDICES]
     # stage 2 is pasted for the carpals only: every other class scores exactly as stage 1
     np.testing.assert_allclose(df.loc[non_carpal, "cascade_dice"], df.loc[non_carpal, "stage1_dice"])
+    np.testing.assert_allclose(df.loc[non_carpal, "cascade_tuned_dice"], df.loc[non_carpal, "stage1_dice"])
     plan = json.loads((tmp_path / "r" / "paste.json").read_text())
-    raised = [CLASSES[c] for c in CARPAL_INDICES if df.loc[c, "cascade_dice"] > df.loc[c, "stage1_dice"]]
+    raised = [CLASSES[c] for c in CARPAL_INDICES if df.loc[c, "cascade_tuned_dice"] > df.loc[c, "stage1_dice"]]
     assert plan["paste_classes"] == raised
+    assert set(plan["thresholds"]) == set(raised) and all(t in THRESHOLDS for t in plan["thresholds"].values())
 
     sub = tmp_path / "sub.csv"
     result = run("predict", "--stage1", stage1_run.best, "--stage2", stage2_run.best, "--images",
@@ -99,3 +103,36 @@ def test_demo_runs_end_to_end_on_a_tiny_config(tmp_path):
     for name in ("submission.csv", "evaluation/dice.csv", "evaluation/dice.png", "evaluation/paste.json"):
         assert (tmp_path / "demo" / name).exists(), name
     assert "[8/8]" in result.output
+
+
+def test_threshold_curve_scores_exactly_what_paste_builds():
+    rng = np.random.default_rng(0)
+    truth = np.zeros((1, 60, 80), np.uint8)
+    truth[0, 20:45, 25:50] = 1
+    first = np.zeros_like(truth)
+    first[0, 15:40, 20:70] = 1  # stage 1 spills outside the region too
+    region = Region((10, 10, 60, 50), "carpals")
+    probs = np.clip(truth[0, 10:50, 10:60] * 0.6 + rng.random((40, 50)) * 0.5, 0, 1).astype(np.float32)
+    curve = threshold_curve(first[0], probs, truth[0], region)
+    for t, dice in zip(THRESHOLDS, curve):
+        pasted = first.copy()
+        pasted[0, 10:50, 10:60] = probs >= t
+        assert dice == dice_per_class(pasted, truth)[0]
+    assert len(set(curve.round(6))) > 3  # the threshold matters here
+    empty = np.zeros_like(truth[0])
+    assert (threshold_curve(empty, np.zeros((40, 50), np.float32), empty, region) == 1.0).all()
+
+
+def test_tuned_thresholds_are_chosen_on_all_patients_but_scored_cross_fitted():
+    scores = Scores()
+    # patient A's images like the first threshold, patient B's the third; one class, three thresholds
+    curves = {"A": np.array([0.9, 0.5, 0.1]), "B": np.array([0.2, 0.6, 0.8])}
+    for name, patient in [("a1", "A"), ("a2", "A"), ("b1", "B")]:
+        scores.patients.append(patient)
+        scores.curves.setdefault(19, []).append(curves[patient])
+    tuning = tune_thresholds(scores, thresholds=(0.3, 0.5, 0.7))
+    assert tuning.thresholds == {19: 0.3}  # mean over the 3 images: 0.667, 0.533, 0.333
+    # A is scored at B's choice (0.7), B at A's (0.3): far below what each would pick for itself
+    np.testing.assert_allclose(tuning.cross_fitted[19], [0.1, 0.1, 0.2])
+    scores.patients[:] = ["A", "A", "A"]
+    assert tune_thresholds(scores) is None  # one patient: nothing to cross-fit
