@@ -30,6 +30,14 @@ WORK=${WORK:-$(mktemp -d)}
 mkdir -p "$OUT"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 cli() { python3 -m cascade.cli "$@"; }
+if ! python3 -c "import polars" 2>/dev/null; then
+    # ultralytics reads its results.csv back with polars when it saves a checkpoint (and fails without it);
+    # a machine without polars (too large to carry to an offline GPU box) gets a stub: the checkpoint then
+    # simply lacks the copy of results.csv, which stays on disk
+    mkdir -p "$WORK/stub/polars"
+    echo 'def read_csv(*a, **k): raise RuntimeError("polars stub")' > "$WORK/stub/polars/__init__.py"
+    export PYTHONPATH="$PYTHONPATH:$WORK/stub"
+fi
 step() { echo "== $(date +%T) $*" | tee -a "$OUT/steps.txt"; }
 gpu=$([[ $DEVICE == cpu ]] && echo cpu || echo "${DEVICE#cuda:}")
 
@@ -56,10 +64,10 @@ s2=(--data "$WORK/data/train" --config configs/stage2.yaml input_size="$S2_INPUT
     epochs="$EPOCHS" workers="$WORKERS" out="$WORK/runs" name=s2 cache_dir="$WORK/cache"
     folds_file="$WORK/yolo/folds.json")
 if [[ $DEVICE == cpu ]]; then
-    OMP_NUM_THREADS=1 torchrun --standalone --nproc_per_node=1 -m cascade.cli train-stage2 "${s2[@]}" device=cpu \
+    OMP_NUM_THREADS=1 python3 -m torch.distributed.run --standalone --nproc_per_node=1 -m cascade.cli train-stage2 "${s2[@]}" device=cpu \
         amp=false channels_last=false 2>&1 | tee "$OUT/stage2.log"
 else
-    torchrun --standalone --nproc_per_node=1 -m cascade.cli train-stage2 "${s2[@]}" 2>&1 | tee "$OUT/stage2.log"
+    python3 -m torch.distributed.run --standalone --nproc_per_node=1 -m cascade.cli train-stage2 "${s2[@]}" 2>&1 | tee "$OUT/stage2.log"
 fi
 
 step "predict benchmark: $IMAGES images at $SIZE, batch $BATCH"
