@@ -75,7 +75,7 @@ class Scores:
         return float(np.mean(self.hits)) if self.hits else float("nan")
 
 
-THRESHOLDS = tuple(round(0.2 + 0.05 * k, 2) for k in range(13))  # 0.2 .. 0.8: searched per pasted class
+THRESHOLDS = tuple(round(0.1 + 0.05 * k, 2) for k in range(17))  # 0.1 .. 0.9: searched per pasted class
 
 
 def threshold_curve(stage1_mask: np.ndarray, probs: np.ndarray, truth: np.ndarray, region,
