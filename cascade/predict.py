@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,31 +64,43 @@ def predict_folder(images: str | Path, out: str | Path, stage1: str | Path, stag
     encoded: dict[str, list[str]] = {}
     start = time.perf_counter()
     pending: list = []
+    finishing: list = []  # the previous batch's paste + encode, running on threads beside the next batch
+    finisher = ThreadPoolExecutor(max(1, workers))
+
+    def collect() -> None:
+        for name, future in finishing:
+            encoded[name] = future.result()
+        finishing.clear()
 
     def flush() -> None:
         outputs = model.run([im for _, im in pending])
+        collect()  # at most two batches of masks alive at once
         for (path, image), result in zip(pending, outputs):
-            encoded[path.name] = encode_masks(model.final_masks(result))
+            finishing.append((path.name, finisher.submit(lambda r=result: encode_masks(model.final_masks(r)))))
             summary.sizes[path.name] = image.shape[:2]
             summary.regions[result.region.source] += 1
         pending.clear()
 
     # images are decoded on worker threads while the model runs
-    for done, (path, image, problem) in enumerate(bounded_map(_decode, paths, workers), 1):
-        if problem is not None:
-            if not skip_bad:
-                raise DataError(problem.path, problem.reason + " (or pass --skip-bad to leave it out)")
-            summary.skipped.append(problem)
-            encoded[path.name] = [""] * NUM_CLASSES  # keeps the submission complete; reported as skipped
-            summary.sizes[path.name] = (0, 0)  # empty masks fit any size
-        else:
-            pending.append((path, image))
-            if len(pending) >= batch:
-                flush()
-        if progress:
-            progress(done, len(paths))
-    if pending:
-        flush()
+    try:
+        for done, (path, image, problem) in enumerate(bounded_map(_decode, paths, workers), 1):
+            if problem is not None:
+                if not skip_bad:
+                    raise DataError(problem.path, problem.reason + " (or pass --skip-bad to leave it out)")
+                summary.skipped.append(problem)
+                encoded[path.name] = [""] * NUM_CLASSES  # keeps the submission complete; reported as skipped
+                summary.sizes[path.name] = (0, 0)  # empty masks fit any size
+            else:
+                pending.append((path, image))
+                if len(pending) >= batch:
+                    flush()
+            if progress:
+                progress(done, len(paths))
+        if pending:
+            flush()
+        collect()
+    finally:
+        finisher.shutdown(cancel_futures=True)
     if len(summary.skipped) == len(paths):
         raise DataError(images, "no image could be read")
     write_submission(out, encoded)
