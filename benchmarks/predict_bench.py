@@ -111,7 +111,8 @@ def measure(args) -> dict:
             steps["encode"] += time.perf_counter() - t
     total = time.perf_counter() - start
     return {"images": len(paths), "seconds": total, "steps": steps,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "peak_gpu_mb": torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else 0.0}
 
 
 def main() -> None:
@@ -135,15 +136,22 @@ def main() -> None:
         generate(tmp, patients=0, test_patients=(args.images + 1) // 2, size=args.size, seed=5)
         print(f"{platform.machine()}, {args.images} images at {args.size} x {args.size}, batch {args.batch}, "
               f"device {args.device or 'auto'}")
-        print("| mode | images/s | s/image | peak RSS (MB) | decode | stage 1 | region | stage 2 | paste | encode |")
-        print("|---|---|---|---|---|---|---|---|---|---|")
+        print("| mode | images/s | s/image | peak RSS (MB) | peak GPU (MB) | decode | stage 1 | region | stage 2 | "
+              "paste | encode |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
         for mode in MODES:
             cmd = [sys.executable, __file__, "--stage1", args.stage1, "--stage2", args.stage2, "--batch",
                    str(args.batch), "--mode", mode, "--folder", tmp] + (["--device", args.device] if args.device else [])
-            r = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            if proc.returncode != 0:  # report and go on: one broken mode must not hide the others' figures
+                print(f"| {mode} | failed: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode} |")
+                print(proc.stderr[-3000:], file=sys.stderr)
+                continue
+            r = json.loads(proc.stdout.strip().splitlines()[-1])
             n = r["images"]
             per = {k: f"{1000 * v / n:.0f} ms" for k, v in r["steps"].items()}
             print(f"| {mode} | {n / r['seconds']:.2f} | {r['seconds'] / n:.2f} | {r['peak_rss_mb']:.0f} | "
+                  f"{r['peak_gpu_mb']:.0f} | "
                   f"{per['decode']} | {per['stage1']} | {per['region']} | {per['stage2']} | {per['paste']} | {per['encode']} |")
 
 
