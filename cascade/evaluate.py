@@ -86,11 +86,11 @@ def threshold_curve(stage1_mask: np.ndarray, probs: np.ndarray, truth: np.ndarra
     first, truth = stage1_mask.astype(bool, copy=False), truth.astype(bool, copy=False)
     first_in, truth_in = first[ys, xs], truth[ys, xs]
     inter_out = np.count_nonzero(first & truth) - np.count_nonzero(first_in & truth_in)
-    pred_out = np.count_nonzero(first) - np.count_nonzero(first_in)
+    pred_out, true_all = np.count_nonzero(first) - np.count_nonzero(first_in), np.count_nonzero(truth)
     curve = []
     for t in thresholds:
         inside = probs >= t
-        total = pred_out + np.count_nonzero(inside) + np.count_nonzero(truth)
+        total = pred_out + np.count_nonzero(inside) + true_all
         curve.append(2 * (inter_out + np.count_nonzero(inside & truth_in)) / total if total else 1.0)
     return np.array(curve)
 
