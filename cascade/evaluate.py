@@ -134,6 +134,7 @@ def evaluate_cascade(data: str | Path, folds_file: str | Path, fold: int, stage1
     items = held_out(data, folds_file, fold)
     model = Cascade(stage1, stage2, device=device, tta_hflip=tta_hflip, conf=conf)
     scores = Scores()
+    channel = {c: j for j, c in enumerate(model.stage2.train_classes)} if model.stage2 is not None else {}
     done = 0
     for start in range(0, len(items), batch):
         samples = list(iter_samples(items[start:start + batch]))
@@ -142,7 +143,6 @@ def evaluate_cascade(data: str | Path, folds_file: str | Path, fold: int, stage1
             predictions = {"stage1": out.stage1_masks}
             if model.stage2 is not None:
                 predictions["cascade"] = model.final_masks(out, copy=True)
-                channel = {c: j for j, c in enumerate(model.stage2.train_classes)}
                 for c in model.plan.classes:
                     scores.curves.setdefault(c, []).append(
                         threshold_curve(out.stage1_masks[c], out.probs[channel[c]], truth[c], out.region))
