@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from convert.classes import CARPAL_INDICES, CLASS_INDEX, CLASSES  # noqa: E402
 from convert.dataset import load_sample, scan  # noqa: E402
 from convert.masks import class_masks  # noqa: E402
+from convert.pose import is_bent  # noqa: E402
 from convert.synth import REF_SIZE, generate, load_synth_config  # noqa: E402
 
 # Figures of the real training set (docs/data-format.md).
@@ -32,16 +33,6 @@ REAL = {
     "bent wrists": "11% train, 58% test",
 }
 PAIRS = (("Triquetrum", "Pisiform"), ("Trapezium", "Trapezoid"))
-BENT_DEG = 10.0  # hand axis (middle metacarpal) vs forearm axis (radius) beyond this counts as a bent wrist
-
-
-def principal_angle(mask: np.ndarray) -> float:
-    """Direction (degrees, modulo 180) of a mask's long axis, from its second moments."""
-    ys, xs = np.nonzero(mask)
-    cov = np.cov(np.stack([xs, ys]).astype(np.float64))
-    w, v = np.linalg.eigh(cov)
-    x, y = v[:, np.argmax(w)]
-    return float(np.degrees(np.arctan2(y, x)) % 180.0)
 
 
 def measure(root: Path) -> dict:
@@ -66,8 +57,7 @@ def measure(root: Path) -> dict:
         two_labelled.append(np.count_nonzero(count >= 2) / max(np.count_nonzero(count), 1))
         ys, xs = np.nonzero(masks[list(CARPAL_INDICES)].any(0))
         boxes.append(np.array([xs.min(), xs.max() + 1, ys.min(), ys.max() + 1]) * k)
-        turn = abs(principal_angle(masks[CLASS_INDEX["finger-11"]]) - principal_angle(masks[CLASS_INDEX["Radius"]]))
-        bent.append(min(turn, 180.0 - turn) > BENT_DEG)
+        bent.append(is_bent(masks))
         points.append([len(p) for _, p in sample.polygons])
     return {"images": len(found.items), "areas": np.array(areas), "ious": {p: np.array(v) for p, v in ious.items()},
             "two_image": np.array(two_image), "two_labelled": np.array(two_labelled), "boxes": np.array(boxes),

@@ -11,6 +11,7 @@ import click
 
 import convert  # noqa: F401  (offline-safe environment first)
 from convert.errors import CascadeError
+from convert.pose import TEST_BENT_SHARE
 
 
 def user_errors(fn):
@@ -253,14 +254,20 @@ def merge_submissions_cmd(parts, out, images):
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Report folder.")
 @click.option("--device", default=None, help="cpu, cuda, cuda:0 ...")
 @click.option("--tta", is_flag=True, help="Horizontal-flip test-time augmentation in stage 2.")
+@click.option("--bent-share", default=str(TEST_BENT_SHARE), show_default=True,
+              help="Share of bent wrists to weigh the held-out images to (the real test set's); 'none' for a plain "
+                   "mean. The paste plan and its thresholds are chosen on this mix.")
 @user_errors
-def evaluate(data, folds_file, fold, stage1, stage2, submission, out, device, tta):
+def evaluate(data, folds_file, fold, stage1, stage2, submission, out, device, tta, bent_share):
     """Per-class Dice at native resolution on held-out patients: stage 1 alone and the cascade.
 
-    Writes dice.csv, dice.md, dice.png and paste.json (the classes the cascade improved) into OUT.
+    Writes dice.csv, pose.csv (straight vs bent wrists), dice.md, dice.png and paste.json (the classes the
+    cascade improved) into OUT.
     """
     from cascade.evaluate import evaluate_cascade, held_out, score_submission
     from cascade.report import write_report
+
+    bent_share = _share(bent_share)
 
     if submission is not None:
         items = held_out(data, folds_file, fold) if folds_file else None
@@ -270,10 +277,22 @@ def evaluate(data, folds_file, fold, stage1, stage2, submission, out, device, tt
             raise CascadeError("--stage1 and --folds are required (or --submission to score a CSV)")
         with Progress("evaluating") as progress:
             scores, plan = evaluate_cascade(data, folds_file, fold, stage1, stage2, device=device, tta_hflip=tta,
-                                            progress=progress)
-    paths = write_report(scores, out, plan)
+                                            progress=progress, bent_share=bent_share)
+    paths = write_report(scores, out, plan, bent_share=bent_share)
     click.echo(paths["markdown"].read_text())
     click.echo("wrote " + ", ".join(str(p) for p in paths.values()))
+
+
+def _share(text: str) -> float | None:
+    if text.strip().lower() in ("none", "off"):
+        return None
+    try:
+        share = float(text)
+    except ValueError:
+        share = -1.0
+    if not 0.0 <= share <= 1.0:
+        raise CascadeError(f"--bent-share {text!r}: expected a share between 0 and 1, or 'none'")
+    return share
 
 
 @main.command()

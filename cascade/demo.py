@@ -12,6 +12,7 @@ import torch
 from convert.check import check_dataset
 from convert.config import CONFIG_DIR, load_config
 from convert.errors import CascadeError
+from convert.pose import TEST_BENT_SHARE
 from convert.synth import generate, load_synth_config
 from convert.yolo import convert_to_yolo
 
@@ -90,7 +91,11 @@ def run_demo(out: str | Path, cfg: DemoConfig, echo: Callable[[str], None] = pri
     table = scores.table()
     figures = "; ".join(f"{column.removesuffix('_dice').replace('_', ' ')} mean {table.loc['mean', column]:.3f}, "
                         f"carpal {table.loc['carpal_mean', column]:.3f}" for column in table.columns)
-    step(6, f"held-out Dice (native resolution): {figures} -> {paths['markdown']}")
+    poses = scores.pose_table()
+    mix = "; ".join(f"{method.replace('_', ' ')} mean {row['test_mix_mean']:.3f}, carpal {row['test_mix_carpal']:.3f}"
+                    for method, row in poses.iterrows())
+    step(6, f"held-out Dice (native resolution): {figures}; weighed to the test set's {TEST_BENT_SHARE:.0%} bent wrists: {mix} "
+            f"-> {paths['markdown']}")
 
     submission = out / "submission.csv"
     summary = predict_folder(data / "test" / "DCM", submission, stage1, stage2, device=device,

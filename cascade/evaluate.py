@@ -16,6 +16,7 @@ from convert.errors import DataError
 from convert.folds import load_folds
 from convert.masks import class_masks
 from convert.metrics import dice_per_class, region_contains
+from convert.pose import TEST_BENT_SHARE, is_bent, pose_weights
 
 from .paste import PastePlan
 
@@ -43,6 +44,7 @@ class Scores:
     patients: list[str] = field(default_factory=list)
     dice: dict[str, list[np.ndarray]] = field(default_factory=dict)
     hits: list[bool] = field(default_factory=list)
+    bent: list[bool] = field(default_factory=list)  # per image: a bent wrist in the labels (convert.pose)
     sources: Counter = field(default_factory=Counter)
     curves: dict[int, list[np.ndarray]] = field(default_factory=dict)  # pasted class -> per image Dice per threshold
 
@@ -50,29 +52,57 @@ class Scores:
             patient: str = "") -> None:
         self.images.append(name)
         self.patients.append(patient)
+        self.bent.append(is_bent(truth))
         for method, pred in predictions.items():
             self.dice.setdefault(method, []).append(dice_per_class(pred, truth))
         if region is not None:
             self.hits.append(region_contains(region, truth, CARPAL_INDICES))
             self.sources[region.source] += 1
 
-    def table(self) -> pd.DataFrame:
-        """class x method mean Dice over images, then the rows `mean` (29 classes) and `carpal_mean`."""
-        per_class = pd.DataFrame({f"{m}_dice": np.mean(v, axis=0) for m, v in self.dice.items()}, index=list(CLASSES))
+    def weights(self, bent_share: float | None) -> np.ndarray:
+        """Per-image weights that mix bent and straight wrists at `bent_share` (uniform: None, or one pose)."""
+        return pose_weights(np.array(self.bent, bool), bent_share)
+
+    def table(self, weights: np.ndarray | None = None) -> pd.DataFrame:
+        """class x method Dice averaged over images (weighted if given), then the rows `mean` (29 classes) and
+        `carpal_mean`."""
+        per_class = pd.DataFrame({f"{m}_dice": np.average(v, axis=0, weights=weights) for m, v in self.dice.items()},
+                                 index=list(CLASSES))
         per_class.loc["mean"] = per_class.iloc[:len(CLASSES)].mean()
         per_class.loc["carpal_mean"] = per_class.iloc[list(CARPAL_INDICES)].mean()
         per_class.index.name = "class"
         return per_class
 
     def markdown(self, digits: int = 4) -> str:
-        table = self.table()
-        lines = ["| class | " + " | ".join(table.columns) + " |", "|---" * (len(table.columns) + 1) + "|"]
-        lines += [f"| {name} | " + " | ".join(f"{v:.{digits}f}" for v in row) + " |" for name, row in table.iterrows()]
-        return "\n".join(lines)
+        return markdown_table(self.table(), digits)
+
+    def pose_table(self, bent_share: float | None = TEST_BENT_SHARE) -> pd.DataFrame:
+        """method x (mean, carpal mean) Dice on straight wrists, on bent ones, and mixed at `bent_share` bent,
+        the real test set's mix (NaN where a pose has no image, and the mix then too)."""
+        bent = np.array(self.bent, bool)
+        mixable = bent_share is not None and 0 < bent.sum() < len(bent)
+        groups = {"straight": ~bent, "bent": bent,
+                  "test_mix": self.weights(bent_share) if mixable else np.zeros(len(bent))}
+        carpal = list(CARPAL_INDICES)
+        rows = {}
+        for method, per_image in self.dice.items():
+            d = np.stack(per_image)
+            summaries = {"mean": d.mean(1), "carpal": d[:, carpal].mean(1)}
+            rows[method] = {f"{g}_{s}": np.average(v, weights=w) if w.any() else np.nan
+                            for g, w in groups.items() for s, v in summaries.items()}
+        table = pd.DataFrame.from_dict(rows, orient="index")
+        table.index.name = "method"
+        return table
 
     @property
     def hit_rate(self) -> float:
         return float(np.mean(self.hits)) if self.hits else float("nan")
+
+
+def markdown_table(table: pd.DataFrame, digits: int = 4) -> str:
+    lines = [f"| {table.index.name} | " + " | ".join(table.columns) + " |", "|---" * (len(table.columns) + 1) + "|"]
+    lines += [f"| {name} | " + " | ".join(f"{v:.{digits}f}" for v in row) + " |" for name, row in table.iterrows()]
+    return "\n".join(lines)
 
 
 THRESHOLDS = tuple(round(0.1 + 0.05 * k, 2) for k in range(17))  # 0.1 .. 0.9: searched per pasted class
@@ -102,33 +132,40 @@ class Tuning:
     #                                      other half of the patients, an honest estimate of the tuned cascade
 
 
-def tune_thresholds(scores: Scores, thresholds: Sequence[float] = THRESHOLDS) -> Tuning | None:
-    """Per pasted class, the threshold with the best mean held-out Dice. Choosing it on the images it is scored
-    on would flatter it, so the reported figure is cross-fitted: the patients are split in two halves and each
-    half is scored at the threshold the other half chose. None with fewer than two patients."""
+def tune_thresholds(scores: Scores, thresholds: Sequence[float] = THRESHOLDS,
+                    weights: np.ndarray | None = None) -> Tuning | None:
+    """Per pasted class, the threshold with the best mean held-out Dice (weighted per image if given). Choosing
+    it on the images it is scored on would flatter it, so the reported figure is cross-fitted: the patients are
+    split in two halves and each half is scored at the threshold the other half chose. None with fewer than
+    two patients."""
     patients = sorted(set(scores.patients))
     if len(patients) < 2 or not scores.curves:
         return None
     half = {p: k % 2 for k, p in enumerate(patients)}
     group = np.array([half[p] for p in scores.patients])
+    w = np.full(len(group), 1.0) if weights is None else np.asarray(weights, np.float64)
     chosen, cross = {}, {}
     for c, curves in scores.curves.items():
         dice = np.stack(curves)  # (images, thresholds)
-        chosen[c] = float(thresholds[int(np.argmax(dice.mean(0)))])
+        chosen[c] = float(thresholds[int(np.argmax(w @ dice))])
         cross[c] = np.empty(len(dice))
         for g in (0, 1):
-            k = int(np.argmax(dice[group != g].mean(0)))
+            k = int(np.argmax(w[group != g] @ dice[group != g]))
             cross[c][group == g] = dice[group == g, k]
     return Tuning(chosen, cross)
 
 
 def evaluate_cascade(data: str | Path, folds_file: str | Path, fold: int, stage1: str | Path,
                      stage2: str | Path | None, device: str | None = None, batch: int = 4, tta_hflip: bool = False,
-                     conf: float | None = None, progress: Callable[[int, int], None] | None = None) -> tuple[Scores, PastePlan | None]:
+                     conf: float | None = None, progress: Callable[[int, int], None] | None = None,
+                     bent_share: float | None = TEST_BENT_SHARE) -> tuple[Scores, PastePlan | None]:
     """Stage 1 alone and the cascade (stage 2 pasted for the checkpoint's classes at its thresholds) on the
     held-out patients; with two or more patients also `cascade_tuned`, each pasted class at its tuned threshold
     (cross-fitted, see tune_thresholds). The plan returned pastes only the classes whose Dice the cascade raised
-    on this fold (tuned where tuned), at the tuned thresholds. With stage2=None, stage 1 alone and no plan."""
+    on this fold (tuned where tuned), at the tuned thresholds. Both choices average the images with bent and
+    straight wrists mixed at `bent_share` (the test set's mix; None: a plain mean), so a swap that helps the
+    straight wrists of the training distribution but hurts bent ones is not shipped to a test set of mostly
+    bent wrists. With stage2=None, stage 1 alone and no plan."""
     from .pipeline import Cascade
 
     items = held_out(data, folds_file, fold)
@@ -152,8 +189,17 @@ def evaluate_cascade(data: str | Path, folds_file: str | Path, fold: int, stage1
             progress(done, len(items))
     if model.stage2 is None:
         return scores, None
-    tuning = tune_thresholds(scores)
-    thresholds, column = model.plan.thresholds, "cascade_dice"
+    return scores, choose_plan(scores, model.plan, bent_share)
+
+
+def choose_plan(scores: Scores, candidates: PastePlan, bent_share: float | None = TEST_BENT_SHARE) -> PastePlan:
+    """The candidate classes whose held-out Dice the cascade raised over stage 1, at their tuned thresholds;
+    images weighed to `bent_share` bent wrists. With two or more patients, adds the cross-fitted
+    `cascade_tuned` column to `scores` and decides on it; else decides on `cascade` at the candidates'
+    thresholds."""
+    weights = scores.weights(bent_share)
+    tuning = tune_thresholds(scores, weights=weights)
+    thresholds, column = candidates.thresholds, "cascade_dice"
     if tuning is not None:
         tuned = [d.copy() for d in scores.dice["cascade"]]
         for c, per_image in tuning.cross_fitted.items():
@@ -161,9 +207,9 @@ def evaluate_cascade(data: str | Path, folds_file: str | Path, fold: int, stage1
                 d[c] = v
         scores.dice["cascade_tuned"] = tuned
         thresholds, column = {**thresholds, **tuning.thresholds}, "cascade_tuned_dice"
-    table = scores.table()
-    raised = tuple(c for c in model.plan.classes if table[column].iloc[c] > table["stage1_dice"].iloc[c])
-    return scores, PastePlan(raised, {c: thresholds[c] for c in raised})
+    table = scores.table(weights)
+    raised = tuple(c for c in candidates.classes if table[column].iloc[c] > table["stage1_dice"].iloc[c])
+    return PastePlan(raised, {c: thresholds[c] for c in raised})
 
 
 def score_submission(submission: str | Path, data: str | Path, items: list[Item] | None = None) -> Scores:

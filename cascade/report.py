@@ -1,4 +1,4 @@
-"""`cascade evaluate`'s outputs: dice.csv, dice.md, dice.png and paste.json, each written atomically."""
+"""`cascade evaluate`'s outputs: dice.csv, pose.csv, dice.md, dice.png and paste.json, each written atomically."""
 
 from __future__ import annotations
 
@@ -9,19 +9,27 @@ import numpy as np
 
 from convert.atomic import atomic_path, write_text
 from convert.classes import CLASSES
+from convert.pose import BENT_DEGREES, TEST_BENT_SHARE
 
-from .evaluate import Scores
+from .evaluate import Scores, markdown_table
 from .paste import PastePlan
 
 
-def write_report(scores: Scores, out: str | Path, plan: PastePlan | None = None, title: str = "") -> dict[str, Path]:
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    table = scores.table()
-    paths = {"csv": out / "dice.csv", "markdown": out / "dice.md", "chart": out / "dice.png"}
+def _csv(table) -> str:
     buf = io.StringIO()
     table.to_csv(buf, float_format="%.6f", lineterminator="\n")
-    write_text(paths["csv"], buf.getvalue())
+    return buf.getvalue()
+
+
+def write_report(scores: Scores, out: str | Path, plan: PastePlan | None = None, title: str = "",
+                 bent_share: float | None = TEST_BENT_SHARE) -> dict[str, Path]:
+    """`bent_share` must be the one the plan was chosen with (evaluate_cascade's)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    table, poses = scores.table(), scores.pose_table(bent_share)
+    paths = {"csv": out / "dice.csv", "pose": out / "pose.csv", "markdown": out / "dice.md", "chart": out / "dice.png"}
+    write_text(paths["csv"], _csv(table))
+    write_text(paths["pose"], _csv(poses))
     lines = [f"# {title or 'Dice on held-out patients'}", "",
              f"{len(scores.images)} images, Dice at native resolution, averaged over images.", "",
              scores.markdown(4), ""]
@@ -32,7 +40,19 @@ def write_report(scores: Scores, out: str | Path, plan: PastePlan | None = None,
         lines.append("cascade_tuned: each pasted class at its tuned threshold, scored honestly: the held-out "
                      "patients are split in two halves and each half is scored at the threshold chosen on the "
                      "other. paste.json keeps the thresholds chosen on all of them.")
+    n_bent = sum(scores.bent)
+    mixed = bent_share is not None and 0 < n_bent < len(scores.bent)
+    lines += ["", f"## By wrist pose: {len(scores.bent) - n_bent} straight, {n_bent} bent", "",
+              markdown_table(poses, 4), "",
+              f"Bent: the middle metacarpal turned more than {BENT_DEGREES:g} degrees from the radius in the labels. "
+              "Bent wrists were 11% of the real training images but 58% of the test images; "
+              + (f"test_mix weighs the two poses {100 * bent_share:.0f} : {100 - 100 * bent_share:.0f} (bent : "
+                 "straight), an estimate of the score on a test set of that mix (with few images of a pose, it "
+                 "inherits their noise)." if mixed else
+                 "this fold cannot be mixed (a pose has no image, or mixing is off): test_mix is empty."), ""]
     if plan is not None:
+        lines.append("Which classes to paste, and their thresholds, were chosen on "
+                     + ("the test mix of poses above." if mixed else "the plain mean over images."))
         names = ", ".join(f"{CLASSES[c]} ({plan.thresholds[c]:.2f})" for c in plan.classes) or "none"
         lines.append(f"Classes whose Dice the cascade raised on this fold, with their thresholds (pasted by "
                      f"`--paste-file`): {names}.")

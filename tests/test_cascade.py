@@ -55,8 +55,12 @@ def test_region_at_the_border_and_a_non_square_image(stage1_run, stage2_run):
 def test_evaluate_writes_both_columns_and_a_plan_that_predict_uses(stage1_run, stage2_run, synth_root, yolo_set,
                                                                     tmp_path):
     result = run("evaluate", "--data", synth_root / "train", "--folds", yolo_set / "folds.json", "--fold", 0,
-                 "--stage1", stage1_run.best, "--stage2", stage2_run.best, "--out", tmp_path / "r", "--device", "cpu")
+                 "--stage1", stage1_run.best, "--stage2", stage2_run.best, "--out", tmp_path / "r", "--device", "cpu",
+                 "--bent-share", "none")  # the plan then follows dice.csv's plain means (the mix: test_pose.py)
     assert result.exit_code == 0, result.output
+    poses = pd.read_csv(tmp_path / "r" / "pose.csv", index_col="method")
+    assert poses.index.tolist() == ["stage1", "cascade", "cascade_tuned"]
+    assert poses["test_mix_mean"].isna().all()  # mixing is off
     df = pd.read_csv(tmp_path / "r" / "dice.csv")
     assert list(df.columns) == ["class", "stage1_dice", "cascade_dice", "cascade_tuned_dice"]
     assert df["class"].tolist() == list(CLASSES) + ["mean", "carpal_mean"]

@@ -94,6 +94,11 @@ def test_evaluate_scores_a_perfect_submission_as_one(synth_root, tmp_path):
     assert result.exit_code == 0, result.output
     df = pd.read_csv(tmp_path / "r" / "dice.csv")
     assert (df["submission_dice"] == 1.0).all()
+    poses = pd.read_csv(tmp_path / "r" / "pose.csv", index_col="method")
+    assert set(poses.loc["submission"].dropna()) == {1.0}
+    bad = run("evaluate", "--data", synth_root / "train", "--submission", tmp_path / "truth.csv",
+              "--out", tmp_path / "r2", "--bent-share", "1.5")
+    assert bad.exit_code == 2 and "--bent-share" in bad.output and not (tmp_path / "r2").exists()
 
 
 def test_visualize_draws_on_a_real_radiograph(stage1_run, tmp_path):

@@ -13,6 +13,7 @@ from convert.classes import CLASS_INDEX, CLASSES, NUM_CLASSES
 from convert.dataset import LABEL_DIR, load_sample, scan
 from convert.errors import CascadeError
 from convert.masks import class_masks
+from convert.pose import is_bent
 from convert.synth import SynthConfig, generate, load_synth_config, make_hand, render
 
 UPRIGHT = {"pose.rotation_deg": 0, "pose.bent_wrist_prob": 0.0, "pose.shift_frac": 0.0}
@@ -26,13 +27,6 @@ def files(root: Path) -> dict[str, bytes]:
 def centroid(masks: np.ndarray, name: str) -> np.ndarray:
     ys, xs = np.nonzero(masks[CLASS_INDEX[name]])
     return np.array([xs.mean(), ys.mean()])
-
-
-def axis_deg(mask: np.ndarray) -> float:
-    ys, xs = np.nonzero(mask)
-    w, v = np.linalg.eigh(np.cov(np.stack([xs, ys]).astype(float)))
-    x, y = v[:, np.argmax(w)]
-    return float(np.degrees(np.arctan2(y, x)) % 180.0)
 
 
 def hands(n: int, size: int, cfg: SynthConfig, seed: int = 0):
@@ -191,15 +185,11 @@ def test_relative_sizes():
 
 
 def test_bent_wrist_share_follows_the_config():
-    def turned(cfg):
-        out = []
-        for _, _, masks in hands(6, 256, cfg, seed=2):
-            d = abs(axis_deg(masks[CLASS_INDEX["finger-11"]]) - axis_deg(masks[CLASS_INDEX["Radius"]]))
-            out.append(min(d, 180 - d))
-        return np.array(out)
+    def bent(cfg):
+        return [is_bent(masks) for _, _, masks in hands(6, 256, cfg, seed=2)]
 
-    assert (turned(load_synth_config(overrides={"pose.bent_wrist_prob": 0.0})) < 10).all()
-    assert (turned(load_synth_config(overrides={"pose.bent_wrist_prob": 1.0})) > 10).all()
+    assert not any(bent(load_synth_config(overrides={"pose.bent_wrist_prob": 0.0})))
+    assert all(bent(load_synth_config(overrides={"pose.bent_wrist_prob": 1.0})))
 
 
 def test_bad_arguments_are_user_errors(tmp_path):
