@@ -6,6 +6,7 @@ Values the user already exported win (setdefault).
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -41,3 +42,23 @@ def ensure_font() -> None:
     if source.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, target)
+
+
+def is_offline() -> bool:
+    """Whether ultralytics is told it is offline (our default; a user may export YOLO_OFFLINE=0)."""
+    return os.environ.get("YOLO_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on", "y", "t")
+
+
+@contextlib.contextmanager
+def no_downloads():
+    """Within the block, ultralytics' downloads raise ConnectionError at once instead of trying the network."""
+    from ultralytics.utils import downloads
+
+    def refuse(url, *args, **kwargs):
+        raise ConnectionError(f"offline: not downloading {url}")
+
+    real, downloads.safe_download = downloads.safe_download, refuse
+    try:
+        yield
+    finally:
+        downloads.safe_download = real

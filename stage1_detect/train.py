@@ -75,6 +75,25 @@ def _label_masks(yaml_path: Path):
         yield class_masks(polygons, (h, w))
 
 
+def _amp_check_without_download(trainer) -> None:
+    """on_pretrain_routine_start callback (it also runs in each DDP worker): ultralytics checks AMP on a GPU by
+    loading yolo26n.pt, downloading it if missing, and even offline it tries that download once, which stalls
+    where a firewall drops packets. Offline, make the check's downloads fail at once: ultralytics then keeps
+    AMP on, as after any failed download; its other rules (no AMP on CPU, on GPUs known to fail) still apply."""
+    import ultralytics.engine.trainer as engine
+
+    if not offline.is_offline() or getattr(engine.check_amp, "without_download", False):
+        return
+    real_check = engine.check_amp
+
+    def check_amp(model) -> bool:
+        with offline.no_downloads():
+            return real_check(model)
+
+    check_amp.without_download = True
+    engine.check_amp = check_amp
+
+
 def train_stage1(data: str | Path, cfg: Stage1Config) -> Stage1Run:
     """Train; the weights carry our config and the region prior measured on the training labels."""
     yaml_path = check_yolo_data(data)
@@ -83,6 +102,7 @@ def train_stage1(data: str | Path, cfg: Stage1Config) -> Stage1Run:
     from ultralytics import YOLO
 
     model = YOLO(model_file, task="segment")
+    model.add_callback("on_pretrain_routine_start", _amp_check_without_download)
     model.train(data=str(yaml_path), **cfg.ultralytics)
     run_dir = Path(model.trainer.save_dir)
     prior = fit_region_prior(_label_masks(yaml_path), cfg.region)

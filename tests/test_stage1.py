@@ -1,5 +1,6 @@
 """Stage 1: training offline on the CPU, loading the weights back, and instance -> semantic masks."""
 
+import socket
 from types import SimpleNamespace
 
 import numpy as np
@@ -14,7 +15,7 @@ from convert.images import read_image
 from convert.yolo import convert_to_yolo
 from stage1_detect.config import load_stage1_config, resolve_model
 from stage1_detect.predict import Stage1Model
-from stage1_detect.train import check_yolo_data
+from stage1_detect.train import _amp_check_without_download, check_yolo_data
 
 
 def test_training_writes_weights_that_carry_the_region_rule(stage1_run):
@@ -172,3 +173,24 @@ def test_box_masks_fall_back_when_the_geometry_is_not_ultralytics(monkeypatch):
     with pytest.warns(UserWarning, match="resamples masks differently"):
         assert box_masks.BoxMasks()(proto, torch.ones(1, 32), torch.tensor([[0.0, 0.0, 50.0, 50.0]]),
                                     (300, 400)) is None
+
+
+def test_amp_check_on_an_accelerator_does_not_reach_for_the_network_offline(monkeypatch):
+    import ultralytics.engine.trainer as engine
+    from ultralytics.utils import checks
+
+    attempts = []
+
+    def no_network(*args, **kwargs):
+        attempts.append(args)
+        raise OSError("the network was used")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_network)
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    monkeypatch.setattr(engine, "check_amp", checks.check_amp)  # unguarded (training in this process guards it)
+    accelerator_model = torch.nn.Linear(1, 1, device="meta")  # neither CPU nor MPS: ultralytics runs its check
+    assert engine.check_amp(accelerator_model) and attempts  # ultralytics alone tries to download its weights
+    attempts.clear()
+    _amp_check_without_download(None)  # the callback train_stage1 registers
+    assert engine.check_amp(accelerator_model) and not attempts  # AMP kept, as ultralytics does offline
+    assert not engine.check_amp(torch.nn.Linear(1, 1))  # its own rules still apply: no AMP on the CPU
