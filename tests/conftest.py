@@ -1,8 +1,33 @@
 import shutil
+import socket
 
 import pytest
 
 from convert.synth import generate
+
+
+LOOPBACK = {"localhost", "127.0.0.1", "::1", None, ""}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_network():
+    """Nothing at run time may need the internet: in every test, a lookup or connection beyond this machine
+    fails the test (torchrun's rendezvous on localhost stays allowed). Subprocesses are not covered."""
+    real_lookup, real_connect = socket.getaddrinfo, socket.socket.connect
+
+    def lookup(host, *args, **kwargs):
+        if host not in LOOPBACK:
+            pytest.fail(f"a test reached for the network: lookup of {host}")
+        return real_lookup(host, *args, **kwargs)
+
+    def connect(sock, address):
+        if sock.family in (socket.AF_INET, socket.AF_INET6) and address[0] not in LOOPBACK:
+            pytest.fail(f"a test reached for the network: connection to {address}")
+        return real_connect(sock, address)
+
+    socket.getaddrinfo, socket.socket.connect = lookup, connect
+    yield
+    socket.getaddrinfo, socket.socket.connect = real_lookup, real_connect
 
 
 @pytest.fixture(scope="session")
