@@ -247,9 +247,11 @@ def merge_submissions_cmd(parts, out, images):
 @click.option("--data", required=True, type=click.Path(path_type=Path), help="Labelled folder (DCM/ + outputs_json/).")
 @click.option("--folds", "folds_file", type=click.Path(path_type=Path),
               help="folds.json written by `cascade convert` (needed unless --submission scores every image).")
-@click.option("--fold", default=0, show_default=True, type=click.IntRange(0), help="Held-out fold to score.")
-@click.option("--stage1", type=click.Path(path_type=Path), help="Stage 1 weights (.pt).")
-@click.option("--stage2", type=click.Path(path_type=Path), help="Stage 2 checkpoint.")
+@click.option("--fold", "folds", multiple=True, type=click.IntRange(0),
+              help="Held-out fold to score (default 0). Repeat it, with one --stage1 (and --stage2) per fold in the "
+                   "same order, to pool the folds: every image scored by the models that never saw it.")
+@click.option("--stage1", multiple=True, type=click.Path(path_type=Path), help="Stage 1 weights (.pt) of the fold.")
+@click.option("--stage2", multiple=True, type=click.Path(path_type=Path), help="Stage 2 checkpoint of the fold.")
 @click.option("--submission", type=click.Path(path_type=Path), help="Score this submission CSV instead of models.")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Report folder.")
 @click.option("--device", default=None, help="cpu, cuda, cuda:0 ...")
@@ -258,26 +260,30 @@ def merge_submissions_cmd(parts, out, images):
               help="Share of bent wrists to weigh the held-out images to (the real test set's); 'none' for a plain "
                    "mean. The paste plan and its thresholds are chosen on this mix.")
 @user_errors
-def evaluate(data, folds_file, fold, stage1, stage2, submission, out, device, tta, bent_share):
+def evaluate(data, folds_file, folds, stage1, stage2, submission, out, device, tta, bent_share):
     """Per-class Dice at native resolution on held-out patients: stage 1 alone and the cascade.
 
     Writes dice.csv, pose.csv (straight vs bent wrists), dice.md, dice.png and paste.json (the classes the
     cascade improved) into OUT.
     """
-    from cascade.evaluate import evaluate_cascade, held_out, score_submission
+    from cascade.evaluate import evaluate_folds, held_out, score_submission
     from cascade.report import write_report
 
     bent_share = _share(bent_share)
-
+    folds = folds or (0,)
     if submission is not None:
-        items = held_out(data, folds_file, fold) if folds_file else None
+        items = [i for f in folds for i in held_out(data, folds_file, f)] if folds_file else None
         scores, plan = score_submission(submission, data, items), None
     else:
-        if stage1 is None or folds_file is None:
+        if not stage1 or folds_file is None:
             raise CascadeError("--stage1 and --folds are required (or --submission to score a CSV)")
+        if len(stage1) != len(folds) or len(stage2) not in (0, len(folds)):
+            raise CascadeError(f"{len(folds)} fold(s) need as many --stage1 (got {len(stage1)}) and --stage2 "
+                               f"(got {len(stage2)}; or none), in the order of the folds")
+        runs = list(zip(folds, stage1, stage2 or [None] * len(folds)))
         with Progress("evaluating") as progress:
-            scores, plan = evaluate_cascade(data, folds_file, fold, stage1, stage2, device=device, tta_hflip=tta,
-                                            progress=progress, bent_share=bent_share)
+            scores, plan = evaluate_folds(data, folds_file, runs, device=device, tta_hflip=tta, progress=progress,
+                                          bent_share=bent_share)
     paths = write_report(scores, out, plan, bent_share=bent_share)
     click.echo(paths["markdown"].read_text())
     click.echo("wrote " + ", ".join(str(p) for p in paths.values()))

@@ -12,7 +12,7 @@ import pandas as pd
 
 from convert.classes import CARPAL_INDICES, CLASSES
 from convert.dataset import Item, iter_samples, scan
-from convert.errors import DataError
+from convert.errors import CascadeError, DataError
 from convert.folds import load_folds
 from convert.masks import class_masks
 from convert.metrics import dice_per_class, region_contains
@@ -156,40 +156,59 @@ def tune_thresholds(scores: Scores, thresholds: Sequence[float] = THRESHOLDS,
 
 
 def evaluate_cascade(data: str | Path, folds_file: str | Path, fold: int, stage1: str | Path,
-                     stage2: str | Path | None, device: str | None = None, batch: int = 4, tta_hflip: bool = False,
-                     conf: float | None = None, progress: Callable[[int, int], None] | None = None,
-                     bent_share: float | None = TEST_BENT_SHARE) -> tuple[Scores, PastePlan | None]:
-    """Stage 1 alone and the cascade (stage 2 pasted for the checkpoint's classes at its thresholds) on the
-    held-out patients; with two or more patients also `cascade_tuned`, each pasted class at its tuned threshold
-    (cross-fitted, see tune_thresholds). The plan returned pastes only the classes whose Dice the cascade raised
-    on this fold (tuned where tuned), at the tuned thresholds. Both choices average the images with bent and
-    straight wrists mixed at `bent_share` (the test set's mix; None: a plain mean), so a swap that helps the
+                     stage2: str | Path | None, **kwargs) -> tuple[Scores, PastePlan | None]:
+    """One fold's held-out patients scored by that fold's models: evaluate_folds with one fold."""
+    return evaluate_folds(data, folds_file, [(fold, stage1, stage2)], **kwargs)
+
+
+def evaluate_folds(data: str | Path, folds_file: str | Path,
+                   runs: Sequence[tuple[int, str | Path, str | Path | None]], device: str | None = None,
+                   batch: int = 4, tta_hflip: bool = False, conf: float | None = None,
+                   progress: Callable[[int, int], None] | None = None,
+                   bent_share: float | None = TEST_BENT_SHARE) -> tuple[Scores, PastePlan | None]:
+    """Stage 1 alone and the cascade (stage 2 pasted for the checkpoint's classes at its thresholds), each
+    `(fold, stage1, stage2)` run on the held-out patients of its own fold, pooled: with every fold, every
+    labelled image is scored by models that never saw its patient (out-of-fold), and the choices below rest on
+    k times more images than one fold gives. With two or more patients also `cascade_tuned`, each pasted class at
+    its tuned threshold (cross-fitted, see tune_thresholds). The plan returned pastes only the classes whose Dice
+    the cascade raised (tuned where tuned), at the tuned thresholds. Both choices average the images with bent
+    and straight wrists mixed at `bent_share` (the test set's mix; None: a plain mean), so a swap that helps the
     straight wrists of the training distribution but hurts bent ones is not shipped to a test set of mostly
-    bent wrists. With stage2=None, stage 1 alone and no plan."""
+    bent wrists. Without stage 2 (every run's stage2 None), stage 1 alone and no plan."""
     from .pipeline import Cascade
 
-    items = held_out(data, folds_file, fold)
-    model = Cascade(stage1, stage2, device=device, tta_hflip=tta_hflip, conf=conf)
-    scores = Scores()
-    channel = {c: j for j, c in enumerate(model.stage2.train_classes)} if model.stage2 is not None else {}
-    done = 0
-    for start in range(0, len(items), batch):
-        samples = list(iter_samples(items[start:start + batch]))
-        for sample, out in zip(samples, model.run([s.image for s in samples])):
-            truth = class_masks(sample.polygons, sample.hw)
-            predictions = {"stage1": out.stage1_masks}
-            if model.stage2 is not None:
-                predictions["cascade"] = model.final_masks(out, copy=True)
-                for c in model.plan.classes:
-                    scores.curves.setdefault(c, []).append(
-                        threshold_curve(out.stage1_masks[c], out.probs[channel[c]], truth[c], out.region))
-            scores.add(sample.item.name, truth, predictions, out.region, patient=sample.item.patient)
-        done += len(samples)
-        if progress:
-            progress(done, len(items))
-    if model.stage2 is None:
+    folds = [fold for fold, _, _ in runs]
+    if not runs or len(set(folds)) != len(folds):
+        raise CascadeError(f"each fold is evaluated once: got folds {folds}")
+    if len({s2 is None for _, _, s2 in runs}) > 1:
+        raise CascadeError("give a stage 2 checkpoint for every fold or for none")
+    items = {fold: held_out(data, folds_file, fold) for fold in folds}
+    total, done, scores, candidates = sum(len(v) for v in items.values()), 0, Scores(), None
+    for fold, stage1, stage2 in runs:
+        model = Cascade(stage1, stage2, device=device, tta_hflip=tta_hflip, conf=conf)
+        if model.stage2 is not None:
+            if candidates is not None and model.plan.classes != candidates.classes:
+                raise CascadeError(f"{stage2}: pastes other classes than the first fold's checkpoint")
+            candidates = candidates or model.plan
+            channel = {c: j for j, c in enumerate(model.stage2.train_classes)}
+        for start in range(0, len(items[fold]), batch):
+            samples = list(iter_samples(items[fold][start:start + batch]))
+            for sample, out in zip(samples, model.run([s.image for s in samples])):
+                truth = class_masks(sample.polygons, sample.hw)
+                predictions = {"stage1": out.stage1_masks}
+                if model.stage2 is not None:
+                    predictions["cascade"] = model.final_masks(out, copy=True)
+                    for c in model.plan.classes:
+                        scores.curves.setdefault(c, []).append(
+                            threshold_curve(out.stage1_masks[c], out.probs[channel[c]], truth[c], out.region))
+                scores.add(sample.item.name, truth, predictions, out.region, patient=sample.item.patient)
+            done += len(samples)
+            if progress:
+                progress(done, total)
+        del model  # one fold's networks in memory at a time
+    if candidates is None:
         return scores, None
-    return scores, choose_plan(scores, model.plan, bent_share)
+    return scores, choose_plan(scores, candidates, bent_share)
 
 
 def choose_plan(scores: Scores, candidates: PastePlan, bent_share: float | None = TEST_BENT_SHARE) -> PastePlan:

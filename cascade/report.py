@@ -54,7 +54,7 @@ def write_report(scores: Scores, out: str | Path, plan: PastePlan | None = None,
         lines.append("Which classes to paste, and their thresholds, were chosen on "
                      + ("the test mix of poses above." if mixed else "the plain mean over images."))
         names = ", ".join(f"{CLASSES[c]} ({plan.thresholds[c]:.2f})" for c in plan.classes) or "none"
-        lines.append(f"Classes whose Dice the cascade raised on this fold, with their thresholds (pasted by "
+        lines.append(f"Classes whose Dice the cascade raised on these held-out images, with their thresholds (pasted by "
                      f"`--paste-file`): {names}.")
         paths["paste"] = out / "paste.json"
         plan.save(paths["paste"], note="classes whose Dice stage 2 raised over stage 1 on the held-out fold, "

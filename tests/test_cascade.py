@@ -81,6 +81,29 @@ def test_evaluate_writes_both_columns_and_a_plan_that_predict_uses(stage1_run, s
     assert run("validate-submission", sub, "--images", synth_root / "test" / "DCM").exit_code == 0
 
 
+def test_folds_pool_out_of_fold_into_one_report(stage1_run, stage2_run, synth_root, yolo_set, tmp_path):
+    from cascade.evaluate import evaluate_cascade, evaluate_folds
+
+    data, folds = synth_root / "train", yolo_set / "folds.json"
+    single = [evaluate_cascade(data, folds, f, stage1_run.best, stage2_run.best, device="cpu")[0] for f in (0, 1)]
+    pooled, plan = evaluate_folds(data, folds, [(0, stage1_run.best, stage2_run.best),
+                                                (1, stage1_run.best, stage2_run.best)], device="cpu")
+    assert pooled.images == single[0].images + single[1].images
+    for method in ("stage1", "cascade"):
+        np.testing.assert_array_equal(pooled.dice[method], single[0].dice[method] + single[1].dice[method])
+    assert plan is not None and set(plan.classes) <= set(CARPAL_INDICES)
+
+    base = ["evaluate", "--data", data, "--folds", folds, "--device", "cpu"]
+    result = run(*base, "--out", tmp_path / "r", "--fold", 0, "--fold", 1,
+                 "--stage1", stage1_run.best, "--stage1", stage1_run.best)
+    assert result.exit_code == 0, result.output
+    assert len(pd.read_csv(tmp_path / "r" / "dice.csv")) == len(CLASSES) + 2
+    for bad in (["--fold", 0, "--fold", 1, "--stage1", stage1_run.best],  # one model for two folds
+                ["--fold", 0, "--fold", 0, "--stage1", stage1_run.best, "--stage1", stage1_run.best]):
+        result = run(*base, "--out", tmp_path / "r2", *bad)
+        assert result.exit_code == 2 and result.output.startswith("error:") and not (tmp_path / "r2").exists()
+
+
 def test_an_empty_plan_reproduces_stage1_only(stage1_run, stage2_run, synth_root, tmp_path):
     PastePlan((), {}).save(tmp_path / "none.json")
     common = ["--stage1", stage1_run.best, "--images", synth_root / "test" / "DCM", "--device", "cpu"]
