@@ -193,8 +193,10 @@ def train_stage2_cmd(data, config, overrides):
 
 
 @main.command()
-@click.option("--stage1", required=True, type=click.Path(path_type=Path), help="Stage 1 weights (.pt).")
-@click.option("--stage2", type=click.Path(path_type=Path), help="Stage 2 checkpoint; omit with --stage1-only.")
+@click.option("--stage1", required=True, multiple=True, type=click.Path(path_type=Path),
+              help="Stage 1 weights (.pt); repeat it for an ensemble (e.g. one per fold) that votes per pixel.")
+@click.option("--stage2", multiple=True, type=click.Path(path_type=Path),
+              help="Stage 2 checkpoint, omitted with --stage1-only; repeat it for an ensemble that averages.")
 @click.option("--images", required=True, type=click.Path(path_type=Path), help="Test images (sub-folders are searched).")
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Submission CSV to write.")
 @click.option("--device", default=None, help="cpu, cuda, cuda:0 ... (default: the first GPU if any).")
@@ -211,7 +213,7 @@ def predict(stage1, stage2, images, out, device, stage1_only, paste_file, tta, b
     """Predict every image and write the RLE submission (atomically), checked as validate-submission would."""
     from cascade.predict import predict_folder
 
-    if not stage1_only and stage2 is None:
+    if not stage1_only and not stage2:
         raise CascadeError("--stage2 is required unless --stage1-only is given")
     try:
         shard_index, shard_count = (int(v) for v in shard.split("/"))

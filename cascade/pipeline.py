@@ -21,20 +21,26 @@ class CascadeOutput:
 
 
 class Cascade:
-    """Both stages loaded once. `stage2_checkpoint=None` runs stage 1 alone."""
+    """Both stages loaded once. `stage2_checkpoint=None` runs stage 1 alone. A list of several weights (or
+    checkpoints) makes that stage an ensemble (cascade.ensemble): stage 1 votes, stage 2 averages."""
 
-    def __init__(self, stage1_weights: str | Path, stage2_checkpoint: str | Path | None = None,
+    def __init__(self, stage1_weights: str | Path | Sequence[str | Path],
+                 stage2_checkpoint: str | Path | Sequence[str | Path] | None = None,
                  device: str | None = None, plan: PastePlan | None = None, tta_hflip: bool = False,
                  conf: float | None = None):
         from stage1_detect.predict import Stage1Model
 
-        self.stage1 = Stage1Model(stage1_weights, device=device, conf=conf)
+        from .ensemble import Stage1Vote, Stage2Mean
+
+        firsts = [Stage1Model(w, device=device, conf=conf) for w in _paths(stage1_weights)]
+        self.stage1 = firsts[0] if len(firsts) == 1 else Stage1Vote(firsts)
         self.stage2 = None
         self.tta_hflip = tta_hflip
-        if stage2_checkpoint is not None:
+        if stage2_checkpoint is not None and _paths(stage2_checkpoint):
             from stage2_segment.predict import Stage2Model
 
-            self.stage2 = Stage2Model(stage2_checkpoint, device=device)
+            seconds = [Stage2Model(c, device=device) for c in _paths(stage2_checkpoint)]
+            self.stage2 = seconds[0] if len(seconds) == 1 else Stage2Mean(seconds)
             # crop exactly as stage 2 was trained to see crops; the fallback prior stays stage 1's own
             self.stage1.region_cfg = replace(self.stage2.region_cfg, prior=self.stage1.region_cfg.prior)
             checkpoint_plan = PastePlan(tuple(self.stage2.paste_classes),
@@ -59,3 +65,7 @@ class Cascade:
         if out.probs is not None and plan.classes:
             paste(masks, out.probs, out.region, self.stage2.train_classes, plan)
         return masks
+
+
+def _paths(spec) -> list:
+    return [spec] if isinstance(spec, (str, Path)) else list(spec)

@@ -8,7 +8,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 from convert.classes import NUM_CLASSES
 from convert.dataset import bounded_map
@@ -44,12 +44,14 @@ def _decode(path: Path):
         return path, None, Problem(exc.path, exc.reason)
 
 
-def predict_folder(images: str | Path, out: str | Path, stage1: str | Path, stage2: str | Path | None = None,
+def predict_folder(images: str | Path, out: str | Path, stage1: str | Path | Sequence[str | Path],
+                   stage2: str | Path | Sequence[str | Path] | None = None,
                    device: str | None = None, paste_file: str | Path | None = None, tta_hflip: bool = False,
                    batch: int = 4, skip_bad: bool = False, shard: tuple[int, int] = (0, 1),
                    workers: int = os.cpu_count() or 1,
                    progress: Callable[[int, int], None] | None = None) -> PredictSummary:
-    """Stage 1 (+ stage 2 pasted in its carpal region unless stage2 is None) on every image; the CSV is written
+    """Stage 1 (+ stage 2 pasted in its carpal region unless stage2 is None) on every image; several weights or
+    checkpoints for a stage make it an ensemble (see Cascade). The CSV is written
     atomically at the end, so an error never leaves half a submission. `shard=(i, n)` takes every n-th image
     from the i-th on, for n machines; `merge_submissions` joins the parts."""
     index, count = shard

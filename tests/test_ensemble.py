@@ -1,0 +1,70 @@
+"""Several models of a stage as one: stage 1 votes per pixel, stage 2 averages probabilities."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from cascade.cli import main
+from cascade.ensemble import Stage1Vote, Stage2Mean
+from convert.classes import NUM_CLASSES
+from convert.errors import CascadeError
+from convert.region import RegionConfig, carpal_region
+from stage1_detect.predict import Stage1Output
+
+
+class FakeStage1:
+    def __init__(self, masks, scores):
+        self.masks, self.scores, self.region_cfg = masks, scores, RegionConfig()
+
+    def predict(self, images):
+        return [Stage1Output(self.masks.copy(), self.scores.copy(), carpal_region(self.masks)) for _ in images]
+
+
+def test_stage1_pixels_need_half_of_the_votes():
+    rng = np.random.default_rng(0)
+    members = [(rng.random((NUM_CLASSES, 40, 30)) < 0.5).astype(np.uint8) for _ in range(3)]
+    scores = [np.full(NUM_CLASSES, s, np.float32) for s in (0.3, 0.6, 0.9)]
+    voted = Stage1Vote([FakeStage1(m, s) for m, s in zip(members, scores)]).predict([None, None])
+    majority = (sum(m.astype(int) for m in members) >= 2).astype(np.uint8)
+    assert len(voted) == 2
+    np.testing.assert_array_equal(voted[0].masks, majority)
+    np.testing.assert_allclose(voted[0].scores, 0.6)
+    assert voted[0].region == carpal_region(majority)
+    # two models: a tie counts as foreground, so a pixel either model finds is kept
+    pair = Stage1Vote([FakeStage1(m, s) for m, s in zip(members[:2], scores[:2])]).predict([None])[0]
+    np.testing.assert_array_equal(pair.masks, members[0] | members[1])
+
+
+def fake_stage2(value, classes=(19, 20), path="a.pt"):
+    return SimpleNamespace(
+        path=Path(path), train_classes=list(classes), paste_classes=[19], thresholds=np.array([0.5, 0.4]),
+        region_cfg=RegionConfig(),
+        predict=lambda images, regions, tta_hflip=False, batch=8: [np.full((2, 3, 4), value, np.float32)
+                                                                   for _ in images])
+
+
+def test_stage2_probabilities_are_averaged_and_only_alike_checkpoints_mix():
+    mean = Stage2Mean([fake_stage2(0.2), fake_stage2(0.8), fake_stage2(0.5)])
+    probs = mean.predict([None], [None])
+    assert len(probs) == 1 and probs[0].shape == (2, 3, 4)
+    np.testing.assert_allclose(probs[0], 0.5)
+    assert mean.train_classes == [19, 20] and mean.paste_classes == [19]
+    with pytest.raises(CascadeError, match="b.pt"):
+        Stage2Mean([fake_stage2(0.2), fake_stage2(0.8, classes=(19, 21), path="b.pt")])
+
+
+def test_an_ensemble_of_one_model_twice_writes_the_same_submission(stage1_run, stage2_run, synth_root, tmp_path):
+    images = synth_root / "test" / "DCM"
+    common = ["predict", "--images", images, "--device", "cpu"]
+    single = [*common, "--stage1", stage1_run.best, "--stage2", stage2_run.best, "--out", tmp_path / "one.csv"]
+    double = [*common, "--stage1", stage1_run.best, "--stage1", stage1_run.best,
+              "--stage2", stage2_run.best, "--stage2", stage2_run.best, "--out", tmp_path / "two.csv"]
+    for args in (single, double):
+        result = CliRunner().invoke(main, [str(a) for a in args])
+        assert result.exit_code == 0, result.output
+    assert (tmp_path / "one.csv").read_bytes() == (tmp_path / "two.csv").read_bytes()
