@@ -162,7 +162,8 @@ def evaluate_cascade(data: str | Path, folds_file: str | Path, fold: int, stage1
 
 
 def evaluate_folds(data: str | Path, folds_file: str | Path,
-                   runs: Sequence[tuple[int, str | Path, str | Path | None]], device: str | None = None,
+                   runs: Sequence[tuple[int, str | Path | Sequence, str | Path | Sequence | None]],
+                   device: str | None = None,
                    batch: int = 4, tta_hflip: bool = False, conf: float | None = None,
                    progress: Callable[[int, int], None] | None = None,
                    bent_share: float | None = TEST_BENT_SHARE) -> tuple[Scores, PastePlan | None]:
@@ -174,7 +175,8 @@ def evaluate_folds(data: str | Path, folds_file: str | Path,
     the cascade raised (tuned where tuned), at the tuned thresholds. Both choices average the images with bent
     and straight wrists mixed at `bent_share` (the test set's mix; None: a plain mean), so a swap that helps the
     straight wrists of the training distribution but hurts bent ones is not shipped to a test set of mostly
-    bent wrists. Without stage 2 (every run's stage2 None), stage 1 alone and no plan."""
+    bent wrists. Without stage 2 (every run's stage2 None), stage 1 alone and no plan. A run's stage1 or stage2
+    may be a list, an ensemble (see Cascade), scored honestly only if none of its members saw the fold."""
     from .pipeline import Cascade
 
     folds = [fold for fold, _, _ in runs]
