@@ -1,9 +1,10 @@
 """JSON polygons -> a YOLO-seg dataset that ultralytics trains on directly.
 
 Layout written under `out`: images/{train,val}/, labels/{train,val}/ (one line per polygon:
-`class x1 y1 x2 y2 ...`, coordinates normalised by the image size and clipped to [0, 1]), data.yaml with an
-absolute path and the 29 names, folds.json (the patient split every later stage reuses) and index.csv
-(which source image each file came from, with its native size).
+`class x1 y1 x2 y2 ...`, coordinates normalised by the image size and clipped to [0, 1]), data.yaml with the
+splits and the 29 names (no `path`: ultralytics then looks beside data.yaml, so the folder can be moved),
+folds.json (the patient split every later stage reuses) and index.csv (which source image each file came
+from, with its native size).
 """
 
 from __future__ import annotations
@@ -147,7 +148,7 @@ def convert_to_yolo(
             if n == 0:
                 raise DataError(data, f"the {split} split is empty (fold {fold} of {folds}, "
                                       f"{len(assignment)} patients); use fewer folds or more patients")
-        _write_meta(tmp, out, rows, assignment, folds, seed)
+        _write_meta(tmp, rows, assignment, folds, seed)
         _replace_dir(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -160,8 +161,8 @@ def _more(problems: list[Problem]) -> str:
             "or --skip-bad to drop bad images)") if extra else " (or pass --skip-bad to drop bad images)"
 
 
-def _write_meta(tmp: Path, out: Path, rows: list, assignment: dict[str, int], folds: int, seed: int) -> None:
-    doc = {"path": str(out), "train": "images/train", "val": "images/val",
+def _write_meta(tmp: Path, rows: list, assignment: dict[str, int], folds: int, seed: int) -> None:
+    doc = {"train": "images/train", "val": "images/val",
            "nc": len(CLASSES), "names": dict(enumerate(CLASSES))}
     write_text(tmp / "data.yaml", yaml.safe_dump(doc, sort_keys=False))
     save_folds(tmp / FOLDS_FILE, assignment, folds, seed)

@@ -47,6 +47,9 @@ def check_yolo_data(data: str | Path) -> Path:
         count = len(names) if isinstance(names, (list, dict)) else 0
         raise DataError(yaml_path, f"has {count} class names, expected the {len(CLASSES)} hand-bone classes in order")
     root = Path(doc.get("path") or yaml_path.parent)
+    if not root.is_dir():
+        raise DataError(yaml_path, f"its path {root} does not exist (was the set moved?); without a `path:` line "
+                                   "the splits are looked for beside data.yaml")
     for split in ("train", "val"):
         if split not in doc:
             raise DataError(yaml_path, f"no '{split}' split")

@@ -1,4 +1,6 @@
 import csv
+import shutil
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -23,7 +25,7 @@ def converted(synth_root, tmp_path_factory):
 def test_layout_and_data_yaml(converted):
     out = converted.out
     doc = yaml.safe_load((out / "data.yaml").read_text())
-    assert doc["path"] == str(out) and out.is_absolute()
+    assert "path" not in doc  # ultralytics looks beside data.yaml: the folder may move (test below)
     assert doc["names"] == dict(enumerate(CLASSES)) and doc["nc"] == 29
     assert converted.counts["train"] + converted.counts["val"] == 12
     for split in ("train", "val"):
@@ -97,3 +99,18 @@ def test_existing_output_needs_overwrite_and_is_replaced_whole(synth_root, tmp_p
 def test_empty_split_is_an_error(synth_root, tmp_path):
     with pytest.raises(DataError, match="6 patients cannot fill 7 folds"):
         convert_to_yolo(synth_root / "train", tmp_path / "z", folds=7)
+
+
+def test_a_moved_set_still_trains_from_its_new_place(converted, tmp_path):
+    from ultralytics.data.utils import check_det_dataset
+
+    from stage1_detect.train import check_yolo_data
+
+    moved = tmp_path / "elsewhere" / "set"
+    shutil.copytree(converted.out, moved)
+    resolved = check_det_dataset(str(check_yolo_data(moved)))  # what ultralytics' trainer reads
+    assert Path(resolved["train"]) == moved / "images" / "train" and Path(resolved["val"]) == moved / "images" / "val"
+    stale = moved / "data.yaml"  # an older data.yaml with a path that no longer exists
+    stale.write_text(f"path: {tmp_path / 'gone'}\n" + stale.read_text())
+    with pytest.raises(DataError, match="does not exist"):
+        check_yolo_data(moved)
