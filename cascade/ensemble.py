@@ -42,8 +42,8 @@ class Stage1Vote:
 
 class Stage2Mean:
     """Stage 2 checkpoints averaged: the mean of their probabilities on each region's native pixels. They must
-    predict the same classes from the same crops (same class list and region rule); the paste classes and
-    thresholds are the first checkpoint's."""
+    predict the same classes from the same crops (same class list and region rule); the paste classes,
+    thresholds and largest-blob setting are the first checkpoint's."""
 
     def __init__(self, models: Sequence):
         self.models = list(models)
@@ -55,6 +55,7 @@ class Stage2Mean:
         self.path = first.path
         self.train_classes, self.paste_classes = first.train_classes, first.paste_classes
         self.thresholds, self.region_cfg = first.thresholds, first.region_cfg
+        self.largest_component = first.largest_component
 
     def predict(self, images: Sequence[np.ndarray], regions: Sequence[Region], tta_hflip: bool = False,
                 batch: int = 8) -> list[np.ndarray]:

@@ -18,7 +18,7 @@ from convert.masks import class_masks
 from convert.metrics import dice_per_class, region_contains
 from convert.pose import TEST_BENT_SHARE, is_bent, pose_weights
 
-from .paste import PastePlan
+from .paste import PastePlan, largest_component
 
 
 def held_out(data: str | Path, folds_file: str | Path, fold: int) -> list[Item]:
@@ -106,12 +106,14 @@ def markdown_table(table: pd.DataFrame, digits: int = 4) -> str:
 
 
 THRESHOLDS = tuple(round(0.1 + 0.05 * k, 2) for k in range(17))  # 0.1 .. 0.9: searched per pasted class
+# what is searched per pasted class: a threshold, with every blob kept or only the largest
+SETTINGS = tuple((t, False) for t in THRESHOLDS) + tuple((t, True) for t in THRESHOLDS)
 
 
 def threshold_curve(stage1_mask: np.ndarray, probs: np.ndarray, truth: np.ndarray, region,
-                    thresholds: Sequence[float] = THRESHOLDS) -> np.ndarray:
-    """Dice of one class's cascade mask (stage 1 outside the region, stage 2's `probs >= t` inside, as `paste`
-    builds it) for each threshold t, by counting: no mask is built per threshold."""
+                    thresholds: Sequence[float] = THRESHOLDS, largest: bool = False) -> np.ndarray:
+    """Dice of one class's cascade mask (stage 1 outside the region, stage 2's `probs >= t` inside, its largest
+    blob if `largest`, as `paste` builds it) for each threshold t, by counting: no full mask is built."""
     ys, xs = region.slices
     first, truth = stage1_mask.astype(bool, copy=False), truth.astype(bool, copy=False)
     first_in, truth_in = first[ys, xs], truth[ys, xs]
@@ -119,7 +121,7 @@ def threshold_curve(stage1_mask: np.ndarray, probs: np.ndarray, truth: np.ndarra
     pred_out, true_all = np.count_nonzero(first) - np.count_nonzero(first_in), np.count_nonzero(truth)
     curve = []
     for t in thresholds:
-        inside = probs >= t
+        inside = largest_component(probs >= t) if largest else probs >= t
         total = pred_out + np.count_nonzero(inside) + true_all
         curve.append(2 * (inter_out + np.count_nonzero(inside & truth_in)) / total if total else 1.0)
     return np.array(curve)
@@ -127,17 +129,16 @@ def threshold_curve(stage1_mask: np.ndarray, probs: np.ndarray, truth: np.ndarra
 
 @dataclass(frozen=True)
 class Tuning:
-    thresholds: dict[int, float]        # per pasted class, chosen on all held-out images
-    cross_fitted: dict[int, np.ndarray]  # per pasted class, per image: Dice at the threshold chosen on the
+    chosen: dict[int, object]           # per pasted class, the setting chosen on all held-out images
+    cross_fitted: dict[int, np.ndarray]  # per pasted class, per image: Dice at the setting chosen on the
     #                                      other half of the patients, an honest estimate of the tuned cascade
 
 
-def tune_thresholds(scores: Scores, thresholds: Sequence[float] = THRESHOLDS,
-                    weights: np.ndarray | None = None) -> Tuning | None:
-    """Per pasted class, the threshold with the best mean held-out Dice (weighted per image if given). Choosing
-    it on the images it is scored on would flatter it, so the reported figure is cross-fitted: the patients are
-    split in two halves and each half is scored at the threshold the other half chose. None with fewer than
-    two patients."""
+def tune_thresholds(scores: Scores, settings: Sequence = SETTINGS, weights: np.ndarray | None = None) -> Tuning | None:
+    """Per pasted class, the setting (scores.curves holds a Dice per image and setting) with the best mean
+    held-out Dice (weighted per image if given). Choosing it on the images it is scored on would flatter it, so
+    the reported figure is cross-fitted: the patients are split in two halves and each half is scored at the
+    setting the other half chose. None with fewer than two patients."""
     patients = sorted(set(scores.patients))
     if len(patients) < 2 or not scores.curves:
         return None
@@ -146,8 +147,8 @@ def tune_thresholds(scores: Scores, thresholds: Sequence[float] = THRESHOLDS,
     w = np.full(len(group), 1.0) if weights is None else np.asarray(weights, np.float64)
     chosen, cross = {}, {}
     for c, curves in scores.curves.items():
-        dice = np.stack(curves)  # (images, thresholds)
-        chosen[c] = float(thresholds[int(np.argmax(w @ dice))])
+        dice = np.stack(curves)  # (images, settings)
+        chosen[c] = settings[int(np.argmax(w @ dice))]
         cross[c] = np.empty(len(dice))
         for g in (0, 1):
             k = int(np.argmax(w[group != g] @ dice[group != g]))
@@ -201,8 +202,9 @@ def evaluate_folds(data: str | Path, folds_file: str | Path,
                 if model.stage2 is not None:
                     predictions["cascade"] = model.final_masks(out, copy=True)
                     for c in model.plan.classes:
-                        scores.curves.setdefault(c, []).append(
-                            threshold_curve(out.stage1_masks[c], out.probs[channel[c]], truth[c], out.region))
+                        scores.curves.setdefault(c, []).append(np.concatenate([  # in the order of SETTINGS
+                            threshold_curve(out.stage1_masks[c], out.probs[channel[c]], truth[c], out.region,
+                                            largest=largest) for largest in (False, True)]))
                 scores.add(sample.item.name, truth, predictions, out.region, patient=sample.item.patient)
             done += len(samples)
             if progress:
@@ -214,23 +216,25 @@ def evaluate_folds(data: str | Path, folds_file: str | Path,
 
 
 def choose_plan(scores: Scores, candidates: PastePlan, bent_share: float | None = TEST_BENT_SHARE) -> PastePlan:
-    """The candidate classes whose held-out Dice the cascade raised over stage 1, at their tuned thresholds;
-    images weighed to `bent_share` bent wrists. With two or more patients, adds the cross-fitted
-    `cascade_tuned` column to `scores` and decides on it; else decides on `cascade` at the candidates'
-    thresholds."""
+    """The candidate classes whose held-out Dice the cascade raised over stage 1, each at its tuned setting
+    (threshold, and whether to keep only its largest blob); images weighed to `bent_share` bent wrists. With two
+    or more patients, adds the cross-fitted `cascade_tuned` column to `scores` and decides on it; else decides
+    on `cascade` at the candidates' own settings. scores.curves must follow SETTINGS."""
     weights = scores.weights(bent_share)
     tuning = tune_thresholds(scores, weights=weights)
-    thresholds, column = candidates.thresholds, "cascade_dice"
+    thresholds, largest, column = candidates.thresholds, set(candidates.largest or ()), "cascade_dice"
     if tuning is not None:
         tuned = [d.copy() for d in scores.dice["cascade"]]
         for c, per_image in tuning.cross_fitted.items():
             for d, v in zip(tuned, per_image):
                 d[c] = v
         scores.dice["cascade_tuned"] = tuned
-        thresholds, column = {**thresholds, **tuning.thresholds}, "cascade_tuned_dice"
+        thresholds = {**thresholds, **{c: t for c, (t, _) in tuning.chosen.items()}}
+        largest = (largest - set(tuning.chosen)) | {c for c, (_, keep) in tuning.chosen.items() if keep}
+        column = "cascade_tuned_dice"
     table = scores.table(weights)
     raised = tuple(c for c in candidates.classes if table[column].iloc[c] > table["stage1_dice"].iloc[c])
-    return PastePlan(raised, {c: thresholds[c] for c in raised})
+    return PastePlan(raised, {c: thresholds[c] for c in raised}, tuple(c for c in raised if c in largest))
 
 
 def score_submission(submission: str | Path, data: str | Path, items: list[Item] | None = None) -> Scores:

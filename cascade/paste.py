@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+import cv2
 import numpy as np
 
 from convert.atomic import write_text
@@ -17,14 +18,17 @@ from convert.region import Region
 
 @dataclass(frozen=True)
 class PastePlan:
-    """Which classes stage 2 replaces inside the region, and the probability threshold of each."""
+    """Which classes stage 2 replaces inside the region, the probability threshold of each, and which of them
+    keep only their largest blob (None: not said, the checkpoint's setting applies)."""
 
     classes: tuple[int, ...]
     thresholds: dict[int, float]
+    largest: tuple[int, ...] | None = None
 
     def save(self, path: str | Path, note: str = "") -> None:
         doc = {"paste_classes": [CLASSES[c] for c in self.classes],
                "thresholds": {CLASSES[c]: float(t) for c, t in sorted(self.thresholds.items())},
+               **({} if self.largest is None else {"largest_component": [CLASSES[c] for c in self.largest]}),
                "note": note}
         write_text(path, json.dumps(doc, indent=1) + "\n")
 
@@ -34,17 +38,28 @@ class PastePlan:
             doc = json.loads(Path(path).read_text())
             classes = tuple(CLASS_INDEX[name] for name in doc["paste_classes"])
             thresholds = {CLASS_INDEX[name]: float(t) for name, t in doc.get("thresholds", {}).items()}
+            largest = doc.get("largest_component")
+            largest = None if largest is None else tuple(CLASS_INDEX[name] for name in largest)
         except FileNotFoundError:
             raise DataError(path, "paste file not found (it is written by `cascade evaluate`)") from None
         except (ValueError, KeyError, TypeError):
             raise DataError(path, "not a paste file (expected JSON with a 'paste_classes' list of class names)") from None
-        return cls(classes, thresholds)
+        return cls(classes, thresholds, largest)
+
+
+def largest_component(mask: np.ndarray) -> np.ndarray:
+    """The largest 8-connected blob of a binary mask (each bone is one piece: stray pixels are noise)."""
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8, copy=False), connectivity=8)
+    if count <= 2:  # background and at most one blob
+        return mask
+    return labels == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
 
 
 def paste(masks: np.ndarray, probs: np.ndarray, region: Region, train_classes: Sequence[int],
           plan: PastePlan) -> np.ndarray:
-    """In place: for each planned class, stage 2's thresholded channel replaces stage 1's mask inside the
-    region; stage 1 stays outside it and for every other class. Returns masks."""
+    """In place: for each planned class, stage 2's thresholded channel (its largest blob, for the plan's
+    `largest` classes) replaces stage 1's mask inside the region; stage 1 stays outside it and for every other class. Returns
+    masks."""
     ys, xs = region.slices
     height, width = ys.stop - ys.start, xs.stop - xs.start
     if probs.shape[1:] != (height, width):
@@ -53,5 +68,6 @@ def paste(masks: np.ndarray, probs: np.ndarray, region: Region, train_classes: S
     for c in plan.classes:
         if c not in channel:
             raise DataError("paste plan", f"class {CLASSES[c]} is not one stage 2 was trained on")
-        masks[c, ys, xs] = probs[channel[c]] >= plan.thresholds.get(c, 0.5)
+        inside = probs[channel[c]] >= plan.thresholds.get(c, 0.5)
+        masks[c, ys, xs] = largest_component(inside) if c in (plan.largest or ()) else inside
     return masks

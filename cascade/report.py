@@ -37,9 +37,9 @@ def write_report(scores: Scores, out: str | Path, plan: PastePlan | None = None,
         lines.append(f"Carpal-region hit rate (all 8 carpal bones inside the region): {scores.hit_rate:.3f}; "
                      f"region sources: {dict(scores.sources)}.")
     if "cascade_tuned" in scores.dice:
-        lines.append("cascade_tuned: each pasted class at its tuned threshold, scored honestly: the held-out "
-                     "patients are split in two halves and each half is scored at the threshold chosen on the "
-                     "other. paste.json keeps the thresholds chosen on all of them.")
+        lines.append("cascade_tuned: each pasted class at its tuned threshold, with every blob or only the "
+                     "largest, scored honestly: the held-out patients are split in two halves and each half is "
+                     "scored at the setting chosen on the other. paste.json keeps the settings chosen on all of them.")
     n_bent = sum(scores.bent)
     mixed = bent_share is not None and 0 < n_bent < len(scores.bent)
     lines += ["", f"## By wrist pose: {len(scores.bent) - n_bent} straight, {n_bent} bent", "",
@@ -53,9 +53,10 @@ def write_report(scores: Scores, out: str | Path, plan: PastePlan | None = None,
     if plan is not None:
         lines.append("Which classes to paste, and their thresholds, were chosen on "
                      + ("the test mix of poses above." if mixed else "the plain mean over images."))
-        names = ", ".join(f"{CLASSES[c]} ({plan.thresholds[c]:.2f})" for c in plan.classes) or "none"
-        lines.append(f"Classes whose Dice the cascade raised on these held-out images, with their thresholds (pasted by "
-                     f"`--paste-file`): {names}.")
+        names = ", ".join(f"{CLASSES[c]} ({plan.thresholds[c]:.2f}{', largest blob' if c in (plan.largest or ()) else ''})"
+                          for c in plan.classes) or "none"
+        lines.append(f"Classes whose Dice the cascade raised on these held-out images, with their thresholds and "
+                     f"whether only their largest blob is kept (pasted by `--paste-file`): {names}.")
         paths["paste"] = out / "paste.json"
         plan.save(paths["paste"], note="classes whose Dice stage 2 raised over stage 1 on the held-out fold, "
                                        "at the thresholds that scored best there")

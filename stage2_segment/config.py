@@ -71,6 +71,7 @@ class Stage2Config:
     decoder_channels: tuple[int, ...] = (256, 128, 64, 32, 16)
     train_classes: list[str] = field(default_factory=lambda: list(CLASSES))
     paste_classes: list[str] = field(default_factory=lambda: list(CARPALS))
+    paste_largest_component: bool = True
     epochs: int = 60
     batch: int = 8
     lr: float = 1e-3

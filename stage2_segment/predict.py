@@ -54,6 +54,7 @@ class Stage2Model:
         self.path = Path(checkpoint)
         self.train_classes = [CLASS_INDEX[n] for n in ckpt["train_classes"]]  # channel i is CLASSES[train_classes[i]]
         self.paste_classes = [CLASS_INDEX[n] for n in ckpt["paste_classes"]]
+        self.largest_component = bool(ckpt.get("paste_largest_component", True))  # older checkpoints: the default
         self.thresholds = np.asarray(ckpt["thresholds"], np.float32)
         self.input_size = int(ckpt["input_size"])
         self.tta_hflip = bool(ckpt.get("tta_hflip", False))  # what validation used; predict() still decides

@@ -48,7 +48,8 @@ def checkpoint_meta(cfg: Stage2Config) -> dict:
     return plain({
         "encoder": cfg.encoder, "decoder_channels": list(cfg.decoder_channels), "in_channels": IN_CHANNELS,
         "input_size": cfg.input_size, "train_classes": cfg.train_classes, "paste_classes": cfg.paste_classes,
-        "thresholds": cfg.thresholds(), "region": cfg.region, "preprocess": preprocess_of(cfg).as_dict(),
+        "paste_largest_component": cfg.paste_largest_component, "thresholds": cfg.thresholds(), "region": cfg.region,
+        "preprocess": preprocess_of(cfg).as_dict(),
         "tta_hflip": cfg.tta_hflip, "score": "mean carpal validation Dice at native resolution",
         "config": cfg,
     })

@@ -4,11 +4,12 @@ import json
 
 import numpy as np
 import pandas as pd
+import pytest
 from click.testing import CliRunner
 
 from cascade.cli import main
 from cascade.evaluate import THRESHOLDS, Scores, threshold_curve, tune_thresholds
-from cascade.paste import PastePlan
+from cascade.paste import PastePlan, largest_component, paste
 from cascade.pipeline import Cascade
 from convert.classes import CARPAL_INDICES, CLASSES
 from convert.dataset import load_sample, scan
@@ -22,7 +23,7 @@ def run(*args):
 
 def test_cascade_pastes_only_inside_the_region_and_only_planned_classes(stage1_run, stage2_run, synth_root):
     model = Cascade(stage1_run.best, stage2_run.best, device="cpu")
-    assert model.plan.classes == CARPAL_INDICES
+    assert model.plan.classes == model.plan.largest == CARPAL_INDICES  # the checkpoint's default
     # the crop rule is stage 2's, the fallback prior stage 1's own
     assert model.stage1.region_cfg.margin == model.stage2.region_cfg.margin
     image = load_sample(scan(synth_root / "train").items[0]).image
@@ -38,7 +39,7 @@ def test_cascade_pastes_only_inside_the_region_and_only_planned_classes(stage1_r
     np.testing.assert_array_equal(final[others], before[others])
     for c in CARPAL_INDICES:
         j = model.stage2.train_classes.index(c)
-        expected = out.probs[j] >= model.plan.thresholds[c]
+        expected = largest_component(out.probs[j] >= model.plan.thresholds[c])  # the checkpoint's default
         np.testing.assert_array_equal(final[c, y0:y1, x0:x1], expected)
 
 
@@ -132,7 +133,8 @@ def test_demo_runs_end_to_end_on_a_tiny_config(tmp_path):
     assert "[8/8]" in result.output
 
 
-def test_threshold_curve_scores_exactly_what_paste_builds():
+@pytest.mark.parametrize("largest", [False, True])
+def test_threshold_curve_scores_exactly_what_paste_builds(largest):
     rng = np.random.default_rng(0)
     truth = np.zeros((1, 60, 80), np.uint8)
     truth[0, 20:45, 25:50] = 1
@@ -140,10 +142,9 @@ def test_threshold_curve_scores_exactly_what_paste_builds():
     first[0, 15:40, 20:70] = 1  # stage 1 spills outside the region too
     region = Region((10, 10, 60, 50), "carpals")
     probs = np.clip(truth[0, 10:50, 10:60] * 0.6 + rng.random((40, 50)) * 0.5, 0, 1).astype(np.float32)
-    curve = threshold_curve(first[0], probs, truth[0], region)
+    curve = threshold_curve(first[0], probs, truth[0], region, largest=largest)
     for t, dice in zip(THRESHOLDS, curve):
-        pasted = first.copy()
-        pasted[0, 10:50, 10:60] = probs >= t
+        pasted = paste(first.copy(), probs[None], region, [0], PastePlan((0,), {0: t}, (0,) if largest else ()))
         assert dice == dice_per_class(pasted, truth)[0]
     assert len(set(curve.round(6))) > 3  # the threshold matters here
     empty = np.zeros_like(truth[0])
@@ -157,8 +158,8 @@ def test_tuned_thresholds_are_chosen_on_all_patients_but_scored_cross_fitted():
     for name, patient in [("a1", "A"), ("a2", "A"), ("b1", "B")]:
         scores.patients.append(patient)
         scores.curves.setdefault(19, []).append(curves[patient])
-    tuning = tune_thresholds(scores, thresholds=(0.3, 0.5, 0.7))
-    assert tuning.thresholds == {19: 0.3}  # mean over the 3 images: 0.667, 0.533, 0.333
+    tuning = tune_thresholds(scores, settings=(0.3, 0.5, 0.7))
+    assert tuning.chosen == {19: 0.3}  # mean over the 3 images: 0.667, 0.533, 0.333
     # A is scored at B's choice (0.7), B at A's (0.3): far below what each would pick for itself
     np.testing.assert_allclose(tuning.cross_fitted[19], [0.1, 0.1, 0.2])
     scores.patients[:] = ["A", "A", "A"]

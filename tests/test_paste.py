@@ -52,10 +52,27 @@ def test_stage2_channels_may_be_a_subset_of_classes():
         paste(stage1, sub[:, 1:], region, [19, 20, 21], PastePlan((20,), {}))
 
 
+def test_only_the_largest_blob_is_pasted_when_the_plan_says_so():
+    stage1, probs, region = _setup((10, 5, 40, 35))
+    probs[20] = 0.0
+    probs[20, 2:12, 2:14] = 0.9    # the bone
+    probs[20, 20:23, 20:23] = 0.9  # a stray blob, not touching it
+    probs[20, 12, 14] = 0.9        # touches the bone only at a corner: 8-connected, part of it
+    kept = paste(stage1.copy(), probs, region, list(range(29)), PastePlan((20,), {20: 0.5}, largest=(20,)))
+    inside = kept[20, 5:35, 10:40]
+    assert inside[2:12, 2:14].all() and inside[12, 14] and not inside[20:23, 20:23].any()
+    assert inside.sum() == 10 * 12 + 1
+    every = paste(stage1.copy(), probs, region, list(range(29)), PastePlan((20,), {20: 0.5}, largest=()))
+    assert every[20, 5:35, 10:40].sum() == 10 * 12 + 1 + 9
+
+
 def test_plan_file_round_trip_and_errors(tmp_path):
-    plan = PastePlan((19, 26), {19: 0.4, 26: 0.5})
-    plan.save(tmp_path / "paste.json")
-    assert PastePlan.load(tmp_path / "paste.json") == plan
+    for plan in (PastePlan((19, 26), {19: 0.4, 26: 0.5}), PastePlan((19, 26), {19: 0.4}, largest=(26,))):
+        plan.save(tmp_path / "paste.json")
+        assert PastePlan.load(tmp_path / "paste.json") == plan
+    (tmp_path / "blob.json").write_text('{"paste_classes": ["Pisiform"], "largest_component": ["Femur"]}')
+    with pytest.raises(DataError, match="not a paste file"):
+        PastePlan.load(tmp_path / "blob.json")
     (tmp_path / "bad.json").write_text('{"paste_classes": ["Femur"]}')
     with pytest.raises(DataError, match="not a paste file"):
         PastePlan.load(tmp_path / "bad.json")

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from cascade.evaluate import THRESHOLDS, Scores, choose_plan, tune_thresholds
+from cascade.evaluate import SETTINGS, Scores, choose_plan, tune_thresholds
 from cascade.paste import PastePlan
 from convert.classes import CLASS_INDEX, NUM_CLASSES
 from convert.masks import class_masks
@@ -64,7 +64,7 @@ def scores_with(stage1: float, cascade_straight: float, cascade_bent: float, ben
         scores.bent.append(is_b)
         scores.dice.setdefault("stage1", []).append(first)
         scores.dice.setdefault("cascade", []).append(second)
-        scores.curves.setdefault(c, []).append(np.full(len(THRESHOLDS), second[c]))
+        scores.curves.setdefault(c, []).append(np.full(len(SETTINGS), second[c]))
     return scores
 
 
@@ -99,5 +99,15 @@ def test_thresholds_are_tuned_on_the_mix():
         scores.patients.append(f"P{k}")
         scores.bent.append(is_b)
         scores.curves.setdefault(19, []).append(prefers[is_b])
-    assert tune_thresholds(scores, (0.3, 0.5, 0.7)).thresholds == {19: 0.3}
-    assert tune_thresholds(scores, (0.3, 0.5, 0.7), weights=scores.weights(0.58)).thresholds == {19: 0.7}
+    assert tune_thresholds(scores, (0.3, 0.5, 0.7)).chosen == {19: 0.3}
+    assert tune_thresholds(scores, (0.3, 0.5, 0.7), weights=scores.weights(0.58)).chosen == {19: 0.7}
+
+
+def test_keeping_only_the_largest_blob_is_tuned_per_class_like_the_threshold():
+    c = CLASS_INDEX["Trapezium"]
+    scores = scores_with(0.5, 0.7, 0.6, [False, False, False, True])
+    n = len(SETTINGS) // 2
+    for curve in scores.curves[c]:
+        curve[n + 3] += 0.1  # the largest blob at the fourth threshold scores best on every image
+    plan = choose_plan(scores, PastePlan((c,), {c: 0.5}, largest=()), 0.58)
+    assert plan.classes == plan.largest == (c,) and plan.thresholds == {c: SETTINGS[n + 3][0]}
