@@ -59,7 +59,7 @@ def write_report(scores: Scores, out: str | Path, plan: PastePlan | None = None,
                      f"whether only their largest blob is kept (pasted by `--paste-file`): {names}.")
         paths["paste"] = out / "paste.json"
         plan.save(paths["paste"], note="classes whose Dice stage 2 raised over stage 1 on the held-out fold, "
-                                       "at the thresholds that scored best there")
+                                       "with the settings (threshold, largest blob) that scored best there")
     write_text(paths["markdown"], "\n".join(lines) + "\n")
     _chart(table, paths["chart"], title)
     return paths
