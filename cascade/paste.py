@@ -49,10 +49,16 @@ class PastePlan:
 
 def largest_component(mask: np.ndarray) -> np.ndarray:
     """The largest 8-connected blob of a binary mask (each bone is one piece: stray pixels are noise)."""
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8, copy=False), connectivity=8)
+    grey = mask.view(np.uint8) if mask.dtype == bool else mask.astype(np.uint8, copy=False)
+    x, y, w, h = cv2.boundingRect(grey)  # label only the box around the mask's pixels: a bone is a small part
+    if w == 0:
+        return mask
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(grey[y:y + h, x:x + w], connectivity=8)
     if count <= 2:  # background and at most one blob
         return mask
-    return labels == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    kept = np.zeros(mask.shape, bool)
+    kept[y:y + h, x:x + w] = labels == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    return kept
 
 
 def paste(masks: np.ndarray, probs: np.ndarray, region: Region, train_classes: Sequence[int],

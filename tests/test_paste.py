@@ -78,3 +78,16 @@ def test_plan_file_round_trip_and_errors(tmp_path):
         PastePlan.load(tmp_path / "bad.json")
     with pytest.raises(DataError, match="paste file not found"):
         PastePlan.load(tmp_path / "none.json")
+
+
+def test_largest_blob_equals_labelling_the_whole_frame():
+    import cv2
+
+    from cascade.paste import largest_component
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        mask = rng.random((rng.integers(1, 60), rng.integers(1, 60))) < rng.uniform(0.02, 0.6)
+        count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+        expected = mask if count <= 2 else labels == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+        np.testing.assert_array_equal(largest_component(mask), expected)
