@@ -49,8 +49,9 @@ def main(argv: list[str] | None = None) -> None:
             for k, plan in enumerate(plans):
                 dice[k].append(dice_per_class(model.final_masks(out, plan, copy=True), truth)[carpals])
         every, largest = (np.mean(d, axis=0) for d in dice)
-        print(f"| {stage1}, {stage2} | {every.mean():.4f} | {largest.mean():.4f} | {largest.mean() - every.mean():+.4f} | "
-              + " | ".join(f"{g:+.3f}" for g in largest - every) + " |", flush=True)
+        gain = largest - every
+        print(f"| {stage1}, {stage2} | {every.mean():.4f} | {largest.mean():.4f} | {gain.mean():+.4f} | "
+              + " | ".join(f"{g:+.3f}" for g in gain) + " |", flush=True)
 
 
 if __name__ == "__main__":

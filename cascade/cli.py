@@ -260,7 +260,7 @@ def merge_submissions_cmd(parts, out, images):
 @click.option("--tta", is_flag=True, help="Horizontal-flip test-time augmentation in stage 2.")
 @click.option("--bent-share", default=str(TEST_BENT_SHARE), show_default=True,
               help="Share of bent wrists to weigh the held-out images to (the real test set's); 'none' for a plain "
-                   "mean. The paste plan and its thresholds are chosen on this mix.")
+                   "mean. The paste plan and its settings are chosen on this mix.")
 @user_errors
 def evaluate(data, folds_file, folds, stage1, stage2, submission, out, device, tta, bent_share):
     """Per-class Dice at native resolution on held-out patients: stage 1 alone and the cascade.

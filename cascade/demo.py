@@ -94,8 +94,8 @@ def run_demo(out: str | Path, cfg: DemoConfig, echo: Callable[[str], None] = pri
     poses = scores.pose_table()
     mix = "; ".join(f"{method.replace('_', ' ')} mean {row['test_mix_mean']:.3f}, carpal {row['test_mix_carpal']:.3f}"
                     for method, row in poses.iterrows())
-    step(6, f"held-out Dice (native resolution): {figures}; weighed to the test set's {TEST_BENT_SHARE:.0%} bent wrists: {mix} "
-            f"-> {paths['markdown']}")
+    step(6, f"held-out Dice (native resolution): {figures}; weighed to the test set's {TEST_BENT_SHARE:.0%} bent "
+            f"wrists: {mix} -> {paths['markdown']}")
 
     submission = out / "submission.csv"
     summary = predict_folder(data / "test" / "DCM", submission, stage1, stage2, device=device,

@@ -46,7 +46,7 @@ class Scores:
     hits: list[bool] = field(default_factory=list)
     bent: list[bool] = field(default_factory=list)  # per image: a bent wrist in the labels (convert.pose)
     sources: Counter = field(default_factory=Counter)
-    curves: dict[int, list[np.ndarray]] = field(default_factory=dict)  # pasted class -> per image Dice per threshold
+    curves: dict[int, list[np.ndarray]] = field(default_factory=dict)  # pasted class -> per image, Dice per SETTING
 
     def add(self, name: str, truth: np.ndarray, predictions: dict[str, np.ndarray], region=None,
             patient: str = "") -> None:

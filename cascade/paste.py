@@ -43,7 +43,8 @@ class PastePlan:
         except FileNotFoundError:
             raise DataError(path, "paste file not found (it is written by `cascade evaluate`)") from None
         except (ValueError, KeyError, TypeError):
-            raise DataError(path, "not a paste file (expected JSON with a 'paste_classes' list of class names)") from None
+            raise DataError(path, "not a paste file (expected JSON with a 'paste_classes' list of class "
+                                  "names)") from None
         return cls(classes, thresholds, largest)
 
 
@@ -64,8 +65,8 @@ def largest_component(mask: np.ndarray) -> np.ndarray:
 def paste(masks: np.ndarray, probs: np.ndarray, region: Region, train_classes: Sequence[int],
           plan: PastePlan) -> np.ndarray:
     """In place: for each planned class, stage 2's thresholded channel (its largest blob, for the plan's
-    `largest` classes) replaces stage 1's mask inside the region; stage 1 stays outside it and for every other class. Returns
-    masks."""
+    `largest` classes) replaces stage 1's mask inside the region; stage 1 stays outside it and for every other
+    class. Returns masks."""
     ys, xs = region.slices
     height, width = ys.stop - ys.start, xs.stop - xs.start
     if probs.shape[1:] != (height, width):

@@ -51,8 +51,8 @@ def predict_folder(images: str | Path, out: str | Path, stage1: str | Path | Seq
                    workers: int = os.cpu_count() or 1,
                    progress: Callable[[int, int], None] | None = None) -> PredictSummary:
     """Stage 1 (+ stage 2 pasted in its carpal region unless stage2 is None) on every image; several weights or
-    checkpoints for a stage make it an ensemble (see Cascade). The CSV is written
-    atomically at the end, so an error never leaves half a submission. `shard=(i, n)` takes every n-th image
+    checkpoints for a stage make it an ensemble (see Cascade). The CSV is written atomically at the end, so an
+    error never leaves half a submission. `shard=(i, n)` takes every n-th image
     from the i-th on, for n machines; `merge_submissions` joins the parts."""
     index, count = shard
     if not 0 <= index < count:

@@ -23,7 +23,7 @@ def _csv(table) -> str:
 
 def write_report(scores: Scores, out: str | Path, plan: PastePlan | None = None, title: str = "",
                  bent_share: float | None = TEST_BENT_SHARE) -> dict[str, Path]:
-    """`bent_share` must be the one the plan was chosen with (evaluate_cascade's)."""
+    """`bent_share` must be the one the plan was chosen with (evaluate_folds')."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     table, poses = scores.table(), scores.pose_table(bent_share)
@@ -53,7 +53,8 @@ def write_report(scores: Scores, out: str | Path, plan: PastePlan | None = None,
     if plan is not None:
         lines.append("Which classes to paste, and their thresholds, were chosen on "
                      + ("the test mix of poses above." if mixed else "the plain mean over images."))
-        names = ", ".join(f"{CLASSES[c]} ({plan.thresholds[c]:.2f}{', largest blob' if c in (plan.largest or ()) else ''})"
+        blob = set(plan.largest or ())
+        names = ", ".join(f"{CLASSES[c]} ({plan.thresholds[c]:.2f}{', largest blob' if c in blob else ''})"
                           for c in plan.classes) or "none"
         lines.append(f"Classes whose Dice the cascade raised on these held-out images, with their thresholds and "
                      f"whether only their largest blob is kept (pasted by `--paste-file`): {names}.")

@@ -48,7 +48,8 @@ def test_weights_give_the_bent_images_their_share():
     w = pose_weights(bent, 0.58)
     assert w.sum() == pytest.approx(1.0) and w[bent].sum() == pytest.approx(0.58)
     assert w[0] == w[1] == w[2]
-    for uniform in (pose_weights(bent, None), pose_weights(np.zeros(4, bool), 0.58), pose_weights(np.ones(4, bool), 0.58)):
+    for uniform in (pose_weights(bent, None), pose_weights(np.zeros(4, bool), 0.58),
+                    pose_weights(np.ones(4, bool), 0.58)):
         np.testing.assert_allclose(uniform, 0.25)
 
 
