@@ -47,7 +47,8 @@ class Region:
         return slice(y0, y1), slice(x0, x1)
 
 
-def _bbox(mask: np.ndarray) -> tuple[float, float, float, float] | None:
+def bounding_box(mask: np.ndarray) -> tuple[float, float, float, float] | None:
+    """x0, y0, x1, y1 (exclusive) of a 2-D mask's nonzero pixels; None when it has none."""
     rows = np.flatnonzero(mask.any(axis=1))
     if rows.size == 0:
         return None
@@ -58,7 +59,7 @@ def _bbox(mask: np.ndarray) -> tuple[float, float, float, float] | None:
 def _centroid(masks: np.ndarray, classes) -> np.ndarray | None:
     total, acc = 0, np.zeros(2)
     for c in classes:
-        box = _bbox(masks[c])
+        box = bounding_box(masks[c])
         if box is None:
             continue
         x0, y0, x1, y1 = (int(v) for v in box)
@@ -87,7 +88,7 @@ def _finish(cx: float, cy: float, w: float, h: float, hw: tuple[int, int], cfg: 
 def carpal_region(masks: np.ndarray, cfg: RegionConfig = RegionConfig()) -> Region:
     """(29, H, W) binary masks (predicted or ground truth) -> the carpal region; never fails on empty masks."""
     hw = masks.shape[1:]
-    boxes = [b for b in (_bbox(masks[c]) for c in CARPAL_INDICES) if b is not None]
+    boxes = [b for b in (bounding_box(masks[c]) for c in CARPAL_INDICES) if b is not None]
     if len(boxes) >= cfg.min_carpals:
         x0, y0 = min(b[0] for b in boxes), min(b[1] for b in boxes)
         x1, y1 = max(b[2] for b in boxes), max(b[3] for b in boxes)

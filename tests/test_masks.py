@@ -44,3 +44,17 @@ def test_dice_per_class_and_region_containment():
     np.testing.assert_allclose(d, [2 * 8 / 24, 0.0, 1.0])
     assert region_contains(Region((0, 0, 4, 4), "carpals"), truth, [0])
     assert not region_contains(Region((0, 0, 3, 4), "carpals"), truth, [0])
+
+
+def test_dice_counted_in_boxes_equals_dice_over_the_whole_image():
+    from convert.metrics import dice_per_class
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        h, w = (int(v) for v in rng.integers(1, 40, 2))
+        pred = (rng.random((4, h, w)) < rng.uniform(0, 0.3)).astype(np.uint8)
+        truth = rng.random((4, h, w)) < rng.uniform(0, 0.3)
+        p, t = pred.reshape(4, -1).astype(bool), truth.reshape(4, -1)
+        total = p.sum(1) + t.sum(1)
+        expected = np.where(total > 0, 2 * (p & t).sum(1) / np.maximum(total, 1), 1.0)
+        np.testing.assert_array_equal(dice_per_class(pred, truth), expected)
