@@ -11,17 +11,22 @@ LOOPBACK = {"localhost", "127.0.0.1", "::1", None, ""}
 
 @pytest.fixture(scope="session", autouse=True)
 def no_network():
-    """Nothing at run time may need the internet: in every test, a lookup or connection beyond this machine
-    fails the test (torchrun's rendezvous on localhost stays allowed). Subprocesses are not covered."""
+    """Nothing at run time may need the internet: in every test, a lookup of or connection to a host beyond
+    this machine fails the test (this machine's own name and its addresses stay allowed, for torch.distributed's
+    rendezvous). Subprocesses are not covered."""
     real_lookup, real_connect = socket.getaddrinfo, socket.socket.connect
+    names, addresses = LOOPBACK | {socket.gethostname()}, set(LOOPBACK)
 
     def lookup(host, *args, **kwargs):
-        if host not in LOOPBACK:
+        if host not in names:
             pytest.fail(f"a test reached for the network: lookup of {host}")
-        return real_lookup(host, *args, **kwargs)
+        found = real_lookup(host, *args, **kwargs)
+        addresses.update(info[4][0] for info in found)  # what this machine's names resolve to is this machine
+        return found
 
     def connect(sock, address):
-        if sock.family in (socket.AF_INET, socket.AF_INET6) and address[0] not in LOOPBACK:
+        if sock.family in (socket.AF_INET, socket.AF_INET6) and address[0] not in addresses \
+                and not str(address[0]).startswith("127."):
             pytest.fail(f"a test reached for the network: connection to {address}")
         return real_connect(sock, address)
 
