@@ -106,7 +106,10 @@ def train_stage1(data: str | Path, cfg: Stage1Config) -> Stage1Run:
 
     model = YOLO(model_file, task="segment")
     model.add_callback("on_pretrain_routine_start", _amp_check_without_download)
-    model.train(data=str(yaml_path), **cfg.ultralytics)
+    args = dict(cfg.ultralytics)
+    if args.get("project"):  # ultralytics puts a relative project under its own settings' runs_dir, not here
+        args["project"] = str(Path(args["project"]).resolve())
+    model.train(data=str(yaml_path), **args)
     run_dir = Path(model.trainer.save_dir)
     prior = fit_region_prior(_label_masks(yaml_path), cfg.region)
     resolved = dataclasses.replace(cfg, region=dataclasses.replace(cfg.region, prior=prior))

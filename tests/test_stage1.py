@@ -194,3 +194,13 @@ def test_amp_check_on_an_accelerator_does_not_reach_for_the_network_offline(monk
     _amp_check_without_download(None)  # the callback train_stage1 registers
     assert engine.check_amp(accelerator_model) and not attempts  # AMP kept, as ultralytics does offline
     assert not engine.check_amp(torch.nn.Linear(1, 1))  # its own rules still apply: no AMP on the CPU
+
+
+def test_a_relative_project_lands_under_the_current_folder(yolo_set, tmp_path, monkeypatch):
+    # ultralytics alone would put it under the runs_dir of its settings file, wherever that was first made
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["train-stage1", "--data", str(yolo_set), "model=yolo11n-seg", "epochs=1",
+                                       "imgsz=64", "batch=4", "device=cpu", "workers=0", "amp=false", "plots=false",
+                                       "val=false", "project=runs/rel", "name=here"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "runs" / "rel" / "here" / "weights" / "last.pt").is_file()
