@@ -114,13 +114,19 @@ def threshold_curve(stage1_mask: np.ndarray, probs: np.ndarray, truth: np.ndarra
                     thresholds: Sequence[float] = THRESHOLDS, largest: bool = False) -> np.ndarray:
     """Dice of one class's cascade mask (stage 1 outside the region, stage 2's `probs >= t` inside, its largest
     blob if `largest`, as `paste` builds it) for each threshold t, by counting: no full mask is built."""
+    return settings_curve(stage1_mask, probs, truth, region, [(t, largest) for t in thresholds])
+
+
+def settings_curve(stage1_mask: np.ndarray, probs: np.ndarray, truth: np.ndarray, region,
+                   settings: Sequence[tuple[float, bool]] = SETTINGS) -> np.ndarray:
+    """threshold_curve for each (threshold, largest blob) setting; the counts outside the region once."""
     ys, xs = region.slices
     first, truth = stage1_mask.astype(bool, copy=False), truth.astype(bool, copy=False)
     first_in, truth_in = first[ys, xs], truth[ys, xs]
     inter_out = np.count_nonzero(first & truth) - np.count_nonzero(first_in & truth_in)
     pred_out, true_all = np.count_nonzero(first) - np.count_nonzero(first_in), np.count_nonzero(truth)
     curve = []
-    for t in thresholds:
+    for t, largest in settings:
         inside = largest_component(probs >= t) if largest else probs >= t
         total = pred_out + np.count_nonzero(inside) + true_all
         curve.append(2 * (inter_out + np.count_nonzero(inside & truth_in)) / total if total else 1.0)
@@ -202,9 +208,8 @@ def evaluate_folds(data: str | Path, folds_file: str | Path,
                 if model.stage2 is not None:
                     predictions["cascade"] = model.final_masks(out, copy=True)
                     for c in model.plan.classes:
-                        scores.curves.setdefault(c, []).append(np.concatenate([  # in the order of SETTINGS
-                            threshold_curve(out.stage1_masks[c], out.probs[channel[c]], truth[c], out.region,
-                                            largest=largest) for largest in (False, True)]))
+                        scores.curves.setdefault(c, []).append(
+                            settings_curve(out.stage1_masks[c], out.probs[channel[c]], truth[c], out.region))
                 scores.add(sample.item.name, truth, predictions, out.region, patient=sample.item.patient)
             done += len(samples)
             if progress:

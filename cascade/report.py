@@ -41,7 +41,7 @@ def write_report(scores: Scores, out: str | Path, plan: PastePlan | None = None,
                      "largest, scored honestly: the held-out patients are split in two halves and each half is "
                      "scored at the setting chosen on the other. paste.json keeps the settings chosen on all of them.")
     n_bent = sum(scores.bent)
-    mixed = bent_share is not None and 0 < n_bent < len(scores.bent)
+    mixed = bool(poses["test_mix_mean"].notna().any())  # pose_table leaves the mix empty where it cannot mix
     lines += ["", f"## By wrist pose: {len(scores.bent) - n_bent} straight, {n_bent} bent", "",
               markdown_table(poses, 4), "",
               f"Bent: the middle metacarpal turned more than {BENT_DEGREES:g} degrees from the radius in the labels. "
