@@ -48,3 +48,12 @@ def pose_weights(bent: np.ndarray, bent_share: float | None) -> np.ndarray:
     if bent_share is None or n_bent in (0, n):
         return np.full(n, 1.0 / n) if n else np.zeros(0)
     return np.where(bent, bent_share / n_bent, (1.0 - bent_share) / (n - n_bent))
+
+
+def mix_poses(sums: np.ndarray, counts: np.ndarray, bent_share: float | None) -> np.ndarray:
+    """Mean of per-image values from their sums over straight (row 0) and bent (row 1) images, the two poses
+    weighed as pose_weights weighs them. For running totals that cannot keep every image (sharded validation)."""
+    sums, counts = np.asarray(sums, np.float64), np.asarray(counts, np.float64)
+    if bent_share is None or not counts.all():
+        return sums.sum(axis=0) / max(counts.sum(), 1.0)
+    return (1.0 - bent_share) * sums[0] / counts[0] + bent_share * sums[1] / counts[1]

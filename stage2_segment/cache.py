@@ -24,11 +24,12 @@ from convert.classes import NUM_CLASSES
 from convert.dataset import Item, Sample, bounded_map, iter_samples, load_sample
 from convert.images import to_gray_uint8
 from convert.masks import class_masks
+from convert.pose import is_bent
 from convert.region import RegionConfig, carpal_region
 
 from .geometry import Box, clip_box, crop_padded, scale_box
 
-CACHE_VERSION = 1  # bump when the stored layout changes
+CACHE_VERSION = 2  # bump when the stored layout changes (2: the wrist pose)
 
 
 @dataclass
@@ -40,6 +41,7 @@ class Entry:
     class_boxes: np.ndarray      # (29, 4) int32 x0, y0, x1, y1 in image pixels of each mask inside the context
     bits: np.ndarray             # the masks inside their boxes, np.packbits, one after the other
     offsets: np.ndarray          # (30,) int64: class c's bytes are bits[offsets[c]:offsets[c + 1]]
+    bent: bool = False           # a bent wrist in the labels (convert.pose); read from the whole masks, not the cut
 
     def crop_image(self, box: Box) -> np.ndarray:
         return crop_padded(self.image, box, self.origin)
@@ -70,12 +72,14 @@ class Entry:
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {"hw": np.array(self.hw), "region": np.array(self.region), "origin": np.array(self.origin),
-                "image": self.image, "class_boxes": self.class_boxes, "bits": self.bits, "offsets": self.offsets}
+                "image": self.image, "class_boxes": self.class_boxes, "bits": self.bits, "offsets": self.offsets,
+                "bent": np.array(self.bent)}
 
     @classmethod
     def from_arrays(cls, a) -> "Entry":
         return cls(tuple(int(v) for v in a["hw"]), tuple(int(v) for v in a["region"]),
-                   tuple(int(v) for v in a["origin"]), a["image"], a["class_boxes"], a["bits"], a["offsets"])
+                   tuple(int(v) for v in a["origin"]), a["image"], a["class_boxes"], a["bits"], a["offsets"],
+                   bool(a["bent"]))
 
 
 def _window(src: Box, box: Box) -> tuple[tuple[slice, slice], tuple[slice, slice]] | None:
@@ -109,7 +113,7 @@ def make_entry(sample: Sample, region_cfg: RegionConfig, reach: float) -> Entry:
         offsets.append(offsets[-1] + (chunks[-1].size if rows.size else 0))
     bits = np.concatenate(chunks) if chunks else np.zeros(0, np.uint8)
     image = np.ascontiguousarray(to_gray_uint8(sample.image)[cy0:cy1, cx0:cx1])
-    return Entry(hw, region, (cx0, cy0), image, boxes, bits, np.array(offsets, np.int64))
+    return Entry(hw, region, (cx0, cy0), image, boxes, bits, np.array(offsets, np.int64), is_bent(masks))
 
 
 class EntryStore:

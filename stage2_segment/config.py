@@ -8,6 +8,7 @@ from typing import Sequence
 
 from convert.classes import CARPALS, CLASSES
 from convert.config import CONFIG_DIR, load_config
+from convert.pose import TEST_BENT_SHARE
 from convert.region import RegionConfig
 
 SCHEDULERS = ("cosine", "onecycle")
@@ -18,7 +19,7 @@ def _coerce_floats(obj) -> None:
     """YAML reads `1e-3` (no dot) as a string; accept it wherever a float is expected."""
     for f in fields(obj):
         value = getattr(obj, f.name)
-        if f.type == "float" and isinstance(value, str):
+        if f.type in ("float", "float | None") and isinstance(value, str):
             try:
                 setattr(obj, f.name, float(value))
             except ValueError:
@@ -94,6 +95,7 @@ class Stage2Config:
     cache_dir: str | None = None
     val_every: int = 1
     val_batch: int = 8
+    bent_share: float | None = TEST_BENT_SHARE
     tta_hflip: bool = False
     threshold: float = 0.5
     class_thresholds: dict[str, float] = field(default_factory=dict)
@@ -131,6 +133,8 @@ class Stage2Config:
         for key in ("epochs", "batch", "val_every", "val_batch"):
             if getattr(self, key) < 1:
                 raise ValueError(f"{key} must be at least 1")
+        if self.bent_share is not None and not 0 <= self.bent_share <= 1:
+            raise ValueError(f"bent_share {self.bent_share}: expected a share within 0..1, or null for a plain mean")
         if self.workers < 0:
             raise ValueError("workers must be 0 (load in the main process) or more")
         lo, hi = self.jitter.scale

@@ -23,6 +23,7 @@ from convert.classes import CARPAL_INDICES
 from convert.dataset import bounded_map
 from convert.errors import CascadeError
 from convert.metrics import dice_per_class
+from convert.pose import mix_poses
 
 from . import distributed
 from .checkpoint import check_same, load_checkpoint, load_weights, make_checkpoint, plain, save_checkpoint
@@ -50,7 +51,10 @@ def checkpoint_meta(cfg: Stage2Config) -> dict:
         "input_size": cfg.input_size, "train_classes": cfg.train_classes, "paste_classes": cfg.paste_classes,
         "paste_largest_component": cfg.paste_largest_component, "thresholds": cfg.thresholds(), "region": cfg.region,
         "preprocess": preprocess_of(cfg).as_dict(),
-        "tta_hflip": cfg.tta_hflip, "score": "mean carpal validation Dice at native resolution",
+        "tta_hflip": cfg.tta_hflip,
+        "score": "mean carpal validation Dice at native resolution" + (
+            f", bent and straight wrists weighed {cfg.bent_share:g} : {1 - cfg.bent_share:g}"
+            if cfg.bent_share is not None else ""),
         "config": cfg,
     })
 
@@ -75,32 +79,54 @@ def score_classes(train_classes: list[int]) -> list[int]:
     return carpal or list(range(len(train_classes)))
 
 
+@dataclass
+class ValDice:
+    """Validation Dice per trained class, summed over the straight (row 0) and bent (row 1) wrists."""
+    sums: np.ndarray     # (2, C)
+    counts: np.ndarray   # (2,) images
+
+    def mean(self, bent_share: float | None) -> np.ndarray:
+        """Per class, the poses mixed at bent_share (None: every image alike)."""
+        return mix_poses(self.sums, self.counts, bent_share)
+
+    def pose(self, bent: bool) -> np.ndarray:
+        """Per class over one pose's images; NaN without any."""
+        row = int(bent)
+        return self.sums[row] / self.counts[row] if self.counts[row] else np.full(self.sums.shape[1], np.nan)
+
+
 def validate(net: torch.nn.Module, items, store, cfg: Stage2Config, device: torch.device,
-             dist: distributed.Dist) -> np.ndarray:
-    """Mean Dice per trained class over the validation images, each scored on its un-jittered ground-truth
-    region at native size (predictions resized up to the crop, never labels shrunk). Ranks share the images."""
+             dist: distributed.Dist) -> ValDice:
+    """Dice per trained class over the validation images, each scored on its un-jittered ground-truth region
+    at native size (predictions resized up to the crop, never labels shrunk), straight and bent wrists apart
+    so the best checkpoint can be chosen on the test set's mix of the two. Ranks share the images."""
     classes = class_indices(cfg.train_classes)
     thresholds = np.asarray(cfg.thresholds(), np.float32)[:, None, None]
     preprocess = preprocess_of(cfg)
-    totals = torch.zeros(len(classes) + 1, dtype=torch.float64)
+    totals = torch.zeros(2, len(classes) + 1, dtype=torch.float64)  # per pose: Dice sums, then the image count
     shard = items[dist.rank::dist.world]
-    pairs = bounded_map(lambda it: val_crop(store.get(it), classes), shard, max(1, cfg.workers))
+
+    def load(it):
+        entry = store.get(it)
+        return (*val_crop(entry, classes), entry.bent)
+
+    loaded = bounded_map(load, shard, max(1, cfg.workers))
     amp = cfg.amp and device.type == "cuda"
     net.eval()
     chunk: list = []
-    for pair in [*pairs, None]:
-        if pair is not None:
-            chunk.append(pair)
-        if chunk and (pair is None or len(chunk) == cfg.val_batch):
-            probs = predict_crops(net, [c for c, _ in chunk], cfg.input_size, preprocess, device, cfg.tta_hflip,
+    for one in [*loaded, None]:
+        if one is not None:
+            chunk.append(one)
+        if chunk and (one is None or len(chunk) == cfg.val_batch):
+            probs = predict_crops(net, [c for c, _, _ in chunk], cfg.input_size, preprocess, device, cfg.tta_hflip,
                                   cfg.val_batch, amp, cfg.channels_last)
-            for p, (_, truth) in zip(probs, chunk):
-                totals[:-1] += torch.from_numpy(dice_per_class(p >= thresholds, truth))  # as the paste does
-                totals[-1] += 1
+            for p, (_, truth, bent) in zip(probs, chunk):
+                totals[int(bent), :-1] += torch.from_numpy(dice_per_class(p >= thresholds, truth))  # as the paste does
+                totals[int(bent), -1] += 1
             chunk = []
     net.train()
-    totals = distributed.all_sum(dist, totals)
-    return (totals[:-1] / max(float(totals[-1]), 1.0)).numpy()
+    totals = distributed.all_sum(dist, totals).numpy()
+    return ValDice(totals[:, :-1], totals[:, -1])
 
 
 def _loader(dataset, cfg: Stage2Config, dist: distributed.Dist, device: torch.device):
@@ -201,9 +227,12 @@ def _train(data, cfg: Stage2Config, split, dist: distributed.Dist, device: torch
         dice = None
         if epoch % cfg.val_every == 0 or epoch == cfg.epochs:
             t_val = time.perf_counter()
-            dice = validate(net, split.val, store, cfg, device, dist)
+            val = validate(net, split.val, store, cfg, device, dist)
+            dice = val.mean(cfg.bent_share)
             row.update(val_s=round(time.perf_counter() - t_val, 2), val_carpal_dice=float(dice[scored].mean()),
-                       val_mean_dice=float(dice.mean()))
+                       val_mean_dice=float(dice.mean()),
+                       val_carpal_straight=float(val.pose(False)[scored].mean()),
+                       val_carpal_bent=float(val.pose(True)[scored].mean()), val_bent_images=int(val.counts[1]))
             row.update({f"dice/{c}": float(d) for c, d in zip(cfg.train_classes, dice)})
         history.append(row)
         if dist.main:
@@ -217,7 +246,8 @@ def _train(data, cfg: Stage2Config, split, dist: distributed.Dist, device: torch
                 _write_metrics(metrics_path, row)
             log(f"epoch {epoch}/{cfg.epochs}  loss {row['train_loss']:.4f}  lr {row['lr']:.2e}  "
                 f"{row['samples_per_s']:.1f} samples/s ({row['train_s']:.1f} s, data wait {wait:.1f} s)"
-                + (f"  val carpal Dice {row['val_carpal_dice']:.4f} (best {best:.4f}), all {row['val_mean_dice']:.4f}"
+                + (f"  val carpal Dice {row['val_carpal_dice']:.4f} (best {best:.4f}; straight "
+                   f"{row['val_carpal_straight']:.4f}, bent {row['val_carpal_bent']:.4f}), all {row['val_mean_dice']:.4f}"
                    if dice is not None else ""))
         distributed.barrier(dist)
     return Stage2Run(run_dir, best_path if best_path.is_file() else last_path, last_path, best, history)

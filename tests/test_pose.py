@@ -10,7 +10,7 @@ from cascade.evaluate import SETTINGS, Scores, choose_plan, tune_thresholds
 from cascade.paste import PastePlan
 from convert.classes import CLASS_INDEX, NUM_CLASSES
 from convert.masks import class_masks
-from convert.pose import is_bent, long_axis_degrees, pose_weights, wrist_turn
+from convert.pose import is_bent, long_axis_degrees, mix_poses, pose_weights, wrist_turn
 from convert.synth import load_synth_config, make_hand
 
 
@@ -51,6 +51,18 @@ def test_weights_give_the_bent_images_their_share():
     for uniform in (pose_weights(bent, None), pose_weights(np.zeros(4, bool), 0.58),
                     pose_weights(np.ones(4, bool), 0.58)):
         np.testing.assert_allclose(uniform, 0.25)
+
+
+def test_pose_mix_of_sums_equals_the_weighted_image_mean():
+    rng = np.random.default_rng(0)
+    values, bent = rng.random((10, 3)), np.array([True, False] * 2 + [False] * 6)
+    sums = np.stack([values[~bent].sum(0), values[bent].sum(0)])
+    counts = np.array([(~bent).sum(), bent.sum()])
+    for share in (0.58, 0.2, None):
+        np.testing.assert_allclose(mix_poses(sums, counts, share),
+                                   np.average(values, axis=0, weights=pose_weights(bent, share)))
+    one_pose = np.stack([values.sum(0), np.zeros(3)])  # every image straight: nothing to weigh
+    np.testing.assert_allclose(mix_poses(one_pose, [10, 0], 0.58), values.mean(0))
 
 
 def scores_with(stage1: float, cascade_straight: float, cascade_bent: float, bent: list[bool]) -> Scores:

@@ -3,6 +3,7 @@
 Everything is tiny (64 px inputs, a slim decoder, one epoch) so the file runs in well under a minute on 2 cores.
 """
 
+import csv
 import os
 import socket
 from dataclasses import replace
@@ -17,6 +18,7 @@ from convert.classes import CARPAL_INDICES, CARPALS, CLASS_INDEX, CLASSES
 from convert.dataset import load_sample, scan
 from convert.errors import CascadeError
 from convert.masks import class_masks
+from convert.pose import is_bent
 from convert.region import Region, carpal_region
 from stage2_segment.cache import EntryStore, make_entry
 from stage2_segment.checkpoint import load_checkpoint
@@ -25,7 +27,7 @@ from stage2_segment.data import TrainCrops, val_crop
 from stage2_segment.geometry import crop_padded, jitter_box, paste, resize_masks, to_native
 from stage2_segment.model import Preprocess
 from stage2_segment.predict import Stage2Model, predict_crops
-from stage2_segment.train import lr_factor, train_stage2
+from stage2_segment.train import ValDice, lr_factor, train_stage2
 
 CPU_CONFIG = "configs/stage2_cpu.yaml"
 TINY = ["epochs=1", "input_size=64", "batch=4", "workers=0", "device=cpu", "folds=3",
@@ -78,6 +80,8 @@ def test_default_config_trains_every_class_and_pastes_the_carpals():
     ("input_size=100", "multiple of 32"),
     ("scheduler=linear", "scheduler"),
     ("nonsense=1", "unknown key"),
+    ("bent_share=1.5", "bent_share"),
+    ("bent_share=abc", "not a number"),
 ])
 def test_bad_settings_are_one_line_errors(override, words):
     with pytest.raises(CascadeError) as err:
@@ -155,6 +159,7 @@ def test_cache_entry_holds_exactly_the_native_masks(train_copy, tmp_path):
     assert len(list((tmp_path / "cache").rglob("*.npz"))) == 1
     again = store.get(item)  # from the file now
     np.testing.assert_array_equal(again.image, entry.image)
+    assert again.bent == entry.bent == is_bent(truth)  # the pose of the whole hand, not of the kept cut
     rng = np.random.default_rng(1)
     for box in [region.box, jitter_box(region.box, rng, 0.1, (0.9, 1.2)), (-10, -10, 40, 40)]:
         np.testing.assert_array_equal(again.crop_masks(range(29), box), crop_padded(truth, box))
@@ -223,6 +228,24 @@ def test_training_writes_checkpoints_that_load_weights_only(trained):
     assert ckpt["epoch"] == 1 and ckpt["input_size"] == 64 and ckpt["in_channels"] == 1
     best = torch.load(run.best, map_location="cpu", weights_only=True)
     assert "optimizer" not in best and best["region"]["margin"] == cfg.region.margin
+
+
+def test_best_checkpoint_is_chosen_on_the_test_mix_of_wrist_poses(trained):
+    tmp, cfg, run, logs = trained
+    rows = list(csv.DictReader(open(run.run_dir / "metrics.csv")))
+    best = torch.load(run.best, map_location="cpu", weights_only=True)
+    assert best["best_score"] == pytest.approx(max(float(r["val_carpal_dice"]) for r in rows))
+    for r in rows:
+        straight, bent, mixed = (float(r[k]) for k in ("val_carpal_straight", "val_carpal_bent", "val_carpal_dice"))
+        if 0 < int(r["val_bent_images"]) < 4:  # 4 validation images
+            assert mixed == pytest.approx((1 - cfg.bent_share) * straight + cfg.bent_share * bent)
+        else:
+            assert mixed == pytest.approx(bent if int(r["val_bent_images"]) else straight)
+    # one bent image of four, weighed to 58%: a model better on bent wrists wins on the mix, not on the plain mean
+    val = ValDice(np.array([[0.9 * 3], [0.6]]), np.array([3, 1]))
+    other = ValDice(np.array([[0.8 * 3], [0.8]]), np.array([3, 1]))
+    assert val.mean(None)[0] > other.mean(None)[0] and val.mean(0.58)[0] < other.mean(0.58)[0]
+    assert np.isnan(ValDice(np.ones((2, 3)), np.array([2, 0])).pose(True)).all()
 
 
 def test_resume_continues_after_the_saved_epoch(trained, synth_root):
