@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -257,8 +258,9 @@ def score_submission(submission: str | Path, data: str | Path, items: list[Item]
     if missing:
         raise DataError(submission, f"image {missing[0]} has no labels in {data}")
     scores = Scores()
-    for name, group in df.groupby("image_name", sort=True):
-        sample = next(iter_samples([by_name[name]]))
+    groups = list(df.groupby("image_name", sort=True))
+    samples = iter_samples([by_name[name] for name, _ in groups], workers=os.cpu_count() or 1)  # decoded on threads
+    for (name, group), sample in zip(groups, samples):
         try:
             pred = np.stack([decode(code, sample.hw) for code in group["rle"]])
         except ValueError as exc:
