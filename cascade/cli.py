@@ -23,6 +23,10 @@ def user_errors(fn):
         except CascadeError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(2)
+        except OSError as exc:  # a folder given for a file, a read-only disk, a full one: the user's to fix
+            where = exc.filename if exc.filename is not None else "file system"
+            click.echo(f"error: {where}: {exc.strerror or exc}", err=True)
+            sys.exit(2)
     return wrapper
 
 
@@ -215,6 +219,8 @@ def predict(stage1, stage2, images, out, device, stage1_only, paste_file, tta, b
 
     if not stage1_only and not stage2:
         raise CascadeError("--stage2 is required unless --stage1-only is given")
+    if stage1_only and (stage2 or paste_file or tta):
+        raise CascadeError("--stage1-only leaves stage 2 out: drop --stage2, --paste-file and --tta, or drop it")
     try:
         shard_index, shard_count = (int(v) for v in shard.split("/"))
     except ValueError:
@@ -235,13 +241,17 @@ def predict(stage1, stage2, images, out, device, stage1_only, paste_file, tta, b
 @user_errors
 def merge_submissions_cmd(parts, out, images):
     """Join the parts written by `cascade predict --shard i/n` into one submission, then check it."""
+    from convert.atomic import atomic_path, check_output
     from convert.submission import image_sizes, merge_submissions, validate_submission
 
-    rows = merge_submissions(parts, out)
-    if images is not None:
-        report = validate_submission(out, image_sizes(images))
-        if not report.ok:
-            raise CascadeError(f"{out}: merged, but {report.problems[0]}")
+    check_output(out, parts, suffix=".csv")
+    sizes = image_sizes(images) if images is not None else None
+    with atomic_path(out) as merged:  # published only once it has passed the check
+        rows = merge_submissions(parts, merged)
+        if sizes is not None:
+            report = validate_submission(merged, sizes)
+            if not report.ok:
+                raise CascadeError(f"{out}: not written: the merged parts fail the check ({report.problems[0]})")
     click.echo(f"wrote {out} ({rows} rows from {len(parts)} parts)")
 
 
@@ -271,8 +281,15 @@ def evaluate(data, folds_file, folds, stage1, stage2, submission, out, device, t
     from cascade.evaluate import evaluate_folds, held_out, score_submission
     from cascade.report import write_report
 
+    from convert.atomic import check_output
+
     bent_share = _share(bent_share)
     folds = folds or (0,)
+    if out.exists() and not out.is_dir():
+        raise CascadeError(f"{out}: expected a folder for the report")
+    check_output(out / "dice.csv", [submission])
+    if submission is not None and (stage1 or stage2 or tta):
+        raise CascadeError("--submission scores a CSV: drop --stage1, --stage2 and --tta, or drop --submission")
     if submission is not None:
         items = [i for f in folds for i in held_out(data, folds_file, f)] if folds_file else None
         scores, plan = score_submission(submission, data, items), None

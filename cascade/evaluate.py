@@ -256,7 +256,8 @@ def score_submission(submission: str | Path, data: str | Path, items: list[Item]
     by_name = {i.name: i for i in (items if items is not None else scan(data).items)}
     missing = sorted(set(df["image_name"]) - set(by_name))
     if missing:
-        raise DataError(submission, f"image {missing[0]} has no labels in {data}")
+        among = f"the held-out images of the folds asked for in {data}" if items is not None else str(data)
+        raise DataError(submission, f"image {missing[0]} has no labels among {among}")
     scores = Scores()
     groups = list(df.groupby("image_name", sort=True))
     samples = iter_samples([by_name[name] for name, _ in groups], workers=os.cpu_count() or 1)  # decoded on threads

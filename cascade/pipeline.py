@@ -32,14 +32,14 @@ class Cascade:
 
         from .ensemble import Stage1Vote, Stage2Mean
 
-        firsts = [Stage1Model(w, device=device, conf=conf) for w in _paths(stage1_weights)]
+        firsts = [Stage1Model(w, device=device, conf=conf) for w in paths_of(stage1_weights)]
         self.stage1 = firsts[0] if len(firsts) == 1 else Stage1Vote(firsts)
         self.stage2 = None
         self.tta_hflip = tta_hflip
-        if stage2_checkpoint is not None and _paths(stage2_checkpoint):
+        if stage2_checkpoint is not None and paths_of(stage2_checkpoint):
             from stage2_segment.predict import Stage2Model
 
-            seconds = [Stage2Model(c, device=device) for c in _paths(stage2_checkpoint)]
+            seconds = [Stage2Model(c, device=device) for c in paths_of(stage2_checkpoint)]
             self.stage2 = seconds[0] if len(seconds) == 1 else Stage2Mean(seconds)
             # crop exactly as stage 2 was trained to see crops; the fallback prior stays stage 1's own
             self.stage1.region_cfg = replace(self.stage2.region_cfg, prior=self.stage1.region_cfg.prior)
@@ -69,5 +69,6 @@ class Cascade:
         return masks
 
 
-def _paths(spec) -> list:
+def paths_of(spec) -> list:
+    """One path or several -> a list."""
     return [spec] if isinstance(spec, (str, Path)) else list(spec)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
+from convert.atomic import check_output
 from convert.classes import NUM_CLASSES
 from convert.dataset import bounded_map
 from convert.errors import DataError, Problem
@@ -17,7 +18,7 @@ from convert.images import read_image
 from convert.submission import encode_masks, list_images, validate_submission, write_submission
 
 from .paste import PastePlan
-from .pipeline import Cascade
+from .pipeline import Cascade, paths_of
 
 
 @dataclass
@@ -54,6 +55,8 @@ def predict_folder(images: str | Path, out: str | Path, stage1: str | Path | Seq
     checkpoints for a stage make it an ensemble (see Cascade). The CSV is written atomically at the end, so an
     error never leaves half a submission. `shard=(i, n)` takes every n-th image
     from the i-th on, for n machines; `merge_submissions` joins the parts."""
+    inputs = [*paths_of(stage1), *paths_of(stage2 or []), paste_file]
+    check_output(out, inputs, suffix=".csv")
     index, count = shard
     if not 0 <= index < count:
         raise DataError("--shard", f"shard {index}/{count}: expected 0 <= i < n")

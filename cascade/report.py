@@ -61,6 +61,8 @@ def write_report(scores: Scores, out: str | Path, plan: PastePlan | None = None,
         paths["paste"] = out / "paste.json"
         plan.save(paths["paste"], note="classes whose Dice stage 2 raised over stage 1 on the held-out fold, "
                                        "with the settings (threshold, largest blob) that scored best there")
+    else:  # an earlier run's plan in the same folder would pass for this run's
+        (out / "paste.json").unlink(missing_ok=True)
     write_text(paths["markdown"], "\n".join(lines) + "\n")
     _chart(table, paths["chart"], title)
     return paths

@@ -7,7 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from convert.atomic import atomic_path
+from convert.atomic import atomic_path, check_output
 from convert.classes import NUM_CLASSES
 from convert.errors import DataError
 from convert.images import to_gray_uint8
@@ -74,6 +74,11 @@ def visualize_image(image_path: str | Path, out: str | Path, stage1: str | Path 
 
     from .pipeline import Cascade
 
+    out = Path(out)
+    inputs = (image_path, stage1, stage2, labels)
+    check_output(out, inputs, suffix=".png")
+    if stage2 is not None or (model is not None and model.stage2 is not None):
+        check_output(_compare_path(out), inputs, suffix=".png")
     image = read_image(image_path)
     truth = None
     if labels is not None:
@@ -85,9 +90,11 @@ def visualize_image(image_path: str | Path, out: str | Path, stage1: str | Path 
     result = model.run([image])[0]
     first = result.stage1_masks.copy()
     final = model.final_masks(result)
-    out = Path(out)
     written = [save_png(out, overlay(image, final, truth, result.region))]
     if model.stage2 is not None:
-        compare = out.with_name(f"{out.stem}_compare.png")
-        written.append(save_png(compare, side_by_side(image, first, final, result.region, truth)))
+        written.append(save_png(_compare_path(out), side_by_side(image, first, final, result.region, truth)))
     return written
+
+
+def _compare_path(out: Path) -> Path:
+    return out.with_name(f"{out.stem}_compare.png")

@@ -6,7 +6,12 @@ import contextlib
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
+
+from .errors import DataError
+
+_UMASK = os.umask(0o022)  # read once (setting it is the only way to read it), then put back
+os.umask(_UMASK)
 
 
 @contextlib.contextmanager
@@ -19,6 +24,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     tmp = Path(tmp)
     try:
         yield tmp
+        if tmp.is_file():  # mkstemp makes it owner-only; give the result the mode any new file gets
+            tmp.chmod(0o666 & ~_UMASK)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -27,3 +34,23 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 def write_text(path: str | Path, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+def check_output(path: str | Path, inputs: Iterable[str | Path | None] = (), suffix: str | None = None) -> Path:
+    """Before any work: an output must not replace one of the run's own inputs, must have the expected
+    suffix, and its folder (or the nearest one that exists) must be writable, so a long run never fails at the
+    very end. Returns the path."""
+    path = Path(path)
+    if suffix is not None and path.suffix.lower() != suffix:
+        raise DataError(path, f"expected a {suffix} file to write")
+    if path.is_dir():
+        raise DataError(path, "is a folder; expected a file to write")
+    for other in inputs:
+        if other is not None and Path(other).exists() and path.exists() and path.samefile(other):
+            raise DataError(path, "is one of this command's inputs; write the output elsewhere")
+    folder = path.parent
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise DataError(path, f"cannot write into {folder}")
+    return path

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,20 +40,27 @@ def check_yolo_data(data: str | Path) -> Path:
         raise DataError(yaml_path, "no data.yaml (write the dataset with `cascade convert`)")
     try:
         doc = yaml.safe_load(yaml_path.read_text()) or {}
-    except yaml.YAMLError:
+    except (yaml.YAMLError, UnicodeDecodeError):
         raise DataError(yaml_path, "not valid YAML") from None
+    if not isinstance(doc, dict):
+        raise DataError(yaml_path, "expected a mapping (names, train, val), as `cascade convert` writes")
     names = doc.get("names")
-    names = [names[k] for k in sorted(names)] if isinstance(names, dict) else names
+    if isinstance(names, dict):  # ultralytics' {id: name} form
+        names = [names[k] for k in sorted(names)] if all(isinstance(k, int) for k in names) else None
     if names != list(CLASSES):
-        count = len(names) if isinstance(names, (list, dict)) else 0
-        raise DataError(yaml_path, f"has {count} class names, expected the {len(CLASSES)} hand-bone classes in order")
+        count = len(names) if isinstance(names, list) else 0
+        first = next((i for i, (n, c) in enumerate(zip(names or [], CLASSES)) if n != c), None)
+        detail = (f" (class {first} is {names[first]!r}, expected {CLASSES[first]!r})"
+                  if count == len(CLASSES) and first is not None else "")
+        raise DataError(yaml_path, f"has {count} class names, expected the {len(CLASSES)} hand-bone classes in "
+                                   f"order{detail}")
     root = Path(doc.get("path") or yaml_path.parent)
     if not root.is_dir():
         raise DataError(yaml_path, f"its path {root} does not exist (was the set moved?); without a `path:` line "
                                    "the splits are looked for beside data.yaml")
     for split in ("train", "val"):
-        if split not in doc:
-            raise DataError(yaml_path, f"no '{split}' split")
+        if not isinstance(doc.get(split), str):
+            raise DataError(yaml_path, f"no '{split}' split folder")
         folder = root / doc[split]
         if not folder.is_dir() or not any(p.suffix.lower() in IMAGE_SUFFIXES for p in folder.iterdir()):
             raise DataError(yaml_path, f"the {split} split {folder} has no images")
@@ -70,12 +78,41 @@ def _label_masks(yaml_path: Path):
     for label in sorted((root / "labels" / "train").glob("*.txt")):
         h, w = round(PRIOR_SIDE * aspect.get(label.stem, 1.0)), PRIOR_SIDE
         polygons = []
-        for line in label.read_text().splitlines():
+        for n, line in enumerate(label.read_text().splitlines(), 1):
             values = line.split()
             if len(values) >= 7:
-                xy = np.array(values[1:], float).reshape(-1, 2) * (w, h) - 0.5
-                polygons.append((int(values[0]), xy))
+                try:
+                    cls, xy = int(values[0]), np.array(values[1:], float).reshape(-1, 2) * (w, h) - 0.5
+                except ValueError:
+                    cls = -1
+                if not 0 <= cls < len(CLASSES):
+                    raise DataError(label, f"line {n}: not a class id (0-{len(CLASSES) - 1}) and x y pairs")
+                polygons.append((cls, xy))
         yield class_masks(polygons, (h, w))
+
+
+DEVICE = re.compile(r"^(cpu|mps|cuda(:\d+)?|-1|\d+(,\d+)*)$")
+
+
+def check_ultralytics_args(args: dict, where: str) -> None:
+    """ultralytics' own type and range checks, and the device, before anything is trained or written: a typo
+    must not cost an epoch, nor print ultralytics' multi-line help."""
+    from ultralytics.cfg import get_cfg
+
+    try:
+        get_cfg(overrides={k: v for k, v in args.items() if k != "device"})
+    except (TypeError, ValueError, SyntaxError) as exc:
+        raise DataError(where, str(exc).strip().splitlines()[0]) from None
+    device = args.get("device")
+    if device is None:
+        return
+    text = str(device).replace(" ", "").lower()
+    if not DEVICE.match(text):
+        raise DataError(where, f"device {device!r}: expected cpu, a GPU index (0) or indices (0,1,2,3)")
+    import torch
+
+    if text not in ("cpu", "mps") and not torch.cuda.is_available():
+        raise DataError(where, f"device {device!r}: no CUDA GPU here (use device=cpu)")
 
 
 def _amp_check_without_download(trainer) -> None:
@@ -101,17 +138,22 @@ def train_stage1(data: str | Path, cfg: Stage1Config) -> Stage1Run:
     """Train; the weights carry our config and the region prior measured on the training labels."""
     yaml_path = check_yolo_data(data)
     model_file = resolve_model(cfg.model)
+    args = dict(cfg.ultralytics)
+    check_ultralytics_args(args, "stage 1 settings")
+    prior = fit_region_prior(_label_masks(yaml_path), cfg.region)  # before training: a bad label fails at once
     offline.ensure_font()
     from ultralytics import YOLO
 
-    model = YOLO(model_file, task="segment")
+    try:
+        model = YOLO(model_file, task="segment")
+    except Exception as exc:  # ultralytics raises many types for a file that is not its model
+        reason = " ".join(str(exc).split())[:160] or type(exc).__name__
+        raise DataError(model_file, f"not a loadable YOLO model ({reason})") from None
     model.add_callback("on_pretrain_routine_start", _amp_check_without_download)
-    args = dict(cfg.ultralytics)
     if args.get("project"):  # ultralytics puts a relative project under its own settings' runs_dir, not here
         args["project"] = str(Path(args["project"]).resolve())
     model.train(data=str(yaml_path), **args)
     run_dir = Path(model.trainer.save_dir)
-    prior = fit_region_prior(_label_masks(yaml_path), cfg.region)
     resolved = dataclasses.replace(cfg, region=dataclasses.replace(cfg.region, prior=prior))
     meta = json.loads(json.dumps(dataclasses.asdict(resolved)))  # plain lists and dicts, for YAML and torch
     (run_dir / "cascade_stage1.yaml").write_text(yaml.safe_dump(meta, sort_keys=False))

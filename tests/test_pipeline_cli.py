@@ -119,4 +119,54 @@ def test_sharded_predict_merged_equals_unsharded_byte_for_byte(stage1_run, test_
     assert (tmp_path / "merged.csv").read_bytes() == (tmp_path / "all.csv").read_bytes()
     twice = run("merge-submissions", parts[0], parts[0], "--out", tmp_path / "bad.csv")
     assert twice.exit_code == 2 and "also in another part" in twice.output
+    short = run("merge-submissions", *parts[:2], "--out", tmp_path / "short.csv", "--images", test_images)
+    assert short.exit_code == 2 and "not written" in short.output and not (tmp_path / "short.csv").exists()
+    before = parts[0].read_bytes()
+    onto = run("merge-submissions", *parts, "--out", parts[0])
+    assert onto.exit_code == 2 and "inputs" in onto.output and parts[0].read_bytes() == before
     assert run("predict", *common, "--shard", "3/3", "--out", tmp_path / "x.csv").exit_code == 2
+
+
+def test_outputs_never_replace_inputs_and_are_checked_before_the_work(stage1_run, test_images, tmp_path):
+    weights = tmp_path / "w.pt"
+    shutil.copy(stage1_run.best, weights)
+    before = weights.read_bytes()
+    common = ["predict", "--stage1", weights, "--stage1-only", "--images", test_images]
+    for out, words in ((weights, "expected a .csv"), (tmp_path / "sub.txt", "expected a .csv"),
+                       (tmp_path / "w.pt" / "sub.csv", "cannot write into")):
+        result = run(*common, "--out", out)
+        assert result.exit_code == 2 and words in result.output and result.output.count("\n") == 1, result.output
+    assert weights.read_bytes() == before
+    image = sorted(test_images.rglob("*.png"))[0]
+    picture = image.read_bytes()
+    result = run("visualize", "--image", image, "--stage1", weights, "--out", image)
+    assert result.exit_code == 2 and "inputs" in result.output and image.read_bytes() == picture
+    (tmp_path / "v_compare.png").mkdir()  # where the stage 1 / cascade panel would go
+    result = run("visualize", "--image", image, "--stage1", weights, "--stage2", tmp_path / "s2.pt",
+                 "--out", tmp_path / "v.png")
+    assert result.exit_code == 2 and "is a folder" in result.output and not (tmp_path / "v.png").exists()
+
+
+def test_contradictory_options_and_folders_for_files_are_one_line_errors(stage1_run, synth_root, test_images,
+                                                                           tmp_path):
+    common = ["predict", "--stage1", stage1_run.best, "--images", test_images, "--out", tmp_path / "s.csv"]
+    result = run(*common, "--stage1-only", "--stage2", tmp_path / "s2.pt")
+    assert result.exit_code == 2 and "--stage1-only leaves stage 2 out" in result.output
+    result = run(*common, "--stage2", tmp_path / "s2.pt", "--paste-file", tmp_path)  # a folder, not paste.json
+    assert result.exit_code == 2 and result.output.count("\n") == 1 and "Traceback" not in result.output
+    truth = tmp_path / "t.csv"
+    item = scan(synth_root / "train").items[0]
+    write_submission(truth, {item.name: [""] * 29})
+    result = run("evaluate", "--data", synth_root / "train", "--submission", truth, "--stage1", stage1_run.best,
+                 "--out", tmp_path / "r")
+    assert result.exit_code == 2 and "drop --stage1" in result.output
+
+
+def test_a_stage1_only_report_removes_an_earlier_paste_plan(stage1_run, synth_root, yolo_set, tmp_path):
+    report = tmp_path / "report"
+    report.mkdir()
+    (report / "paste.json").write_text("{}")
+    result = run("evaluate", "--data", synth_root / "train", "--folds", yolo_set / "folds.json",
+                 "--stage1", stage1_run.best, "--out", report, "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    assert not (report / "paste.json").exists()

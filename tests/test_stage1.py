@@ -1,5 +1,6 @@
 """Stage 1: training offline on the CPU, loading the weights back, and instance -> semantic masks."""
 
+import shutil
 import socket
 from types import SimpleNamespace
 
@@ -9,6 +10,7 @@ import torch
 from click.testing import CliRunner
 
 from cascade.cli import main
+from convert.config import CONFIG_DIR
 from convert.dataset import scan
 from convert.errors import CascadeError, DataError
 from convert.images import read_image
@@ -90,6 +92,30 @@ def test_bad_data_and_settings_are_one_line_errors(tmp_path, synth_root):
         resolve_model("yolo11q-seg")
     result = CliRunner().invoke(main, ["train-stage1", "--data", str(tmp_path), "epochs=1"])
     assert result.exit_code == 2 and result.output.startswith("error:") and result.output.count("\n") == 1
+
+
+@pytest.mark.parametrize("override, words", [
+    ("epochs=abc", "'epochs' must be an int"),
+    ("lr0=abc", "Valid 'lr0' types"),
+    ("device=foo", "device 'foo'"),
+    ("model={bad_pt}", "not a loadable YOLO model"),
+    ("label=40", "not a class id"),
+])
+def test_settings_and_labels_are_checked_before_training(yolo_set, tmp_path, override, words):
+    data = yolo_set
+    if override == "label=40":  # a hand-edited label file with a class id beyond the 29
+        data = tmp_path / "set"
+        shutil.copytree(yolo_set, data)
+        label = sorted((data / "labels" / "train").glob("*.txt"))[0]
+        label.write_text("40 0.1 0.1 0.2 0.1 0.2 0.2\n" + label.read_text())
+    (tmp_path / "bad.pt").write_text("not a model")
+    args = ["train-stage1", "--data", str(data), "--config", str(CONFIG_DIR / "stage1_cpu.yaml"), "epochs=1",
+            f"project={tmp_path / 'runs'}"]
+    if override != "label=40":
+        args.append(override.format(bad_pt=tmp_path / "bad.pt"))
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2 and words in result.output and result.output.count("\n") == 1, result.output
+    assert not (tmp_path / "runs").exists()  # nothing trained, nothing written
 
 
 def test_empty_split_is_rejected(synth_root, tmp_path):
