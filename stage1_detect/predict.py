@@ -101,6 +101,8 @@ class Stage1Model:
             names = self.model.names
         except Exception as exc:  # ultralytics raises many types for a file that is not its checkpoint
             raise CascadeError(f"{weights}: not a YOLO segmentation checkpoint ({type(exc).__name__})") from None
+        if self.model.task != "segment":  # a box detector loads as a segmenter and finds no masks at all
+            raise CascadeError(f"{weights}: a {self.model.task} model; stage 1 needs a segmentation (-seg) model")
         if len(names) != NUM_CLASSES:
             raise CascadeError(f"{weights}: model has {len(names)} classes, expected {NUM_CLASSES}")
         meta = (self.model.ckpt or {}).get(META_KEY, {})
@@ -108,6 +110,12 @@ class Stage1Model:
         self.conf = conf if conf is not None else float(meta.get("conf", 0.01))
         self.imgsz = imgsz or int(self.model.overrides.get("imgsz", 640))
         self.device = device or ("cuda:0" if torch.cuda.is_available() else "cpu")
+        try:
+            kind = torch.device(self.device).type
+        except RuntimeError:
+            raise CascadeError(f"device {self.device!r}: expected cpu, cuda or cuda:N") from None
+        if kind == "cuda" and not torch.cuda.is_available():
+            raise CascadeError(f"device {self.device!r}: no CUDA GPU here (use --device cpu)")
         self.predictor = _top_instance_predictor() if top_instance_only else None
         half = torch.device(self.device).type == "cuda" if half is None else half
         from ultralytics.cfg import DEFAULT_CFG_DICT

@@ -18,7 +18,7 @@ import torch
 import yaml
 
 from convert import offline
-from convert.atomic import write_text
+from convert.atomic import check_output, write_text
 from convert.classes import CARPAL_INDICES
 from convert.dataset import bounded_map
 from convert.errors import CascadeError
@@ -167,6 +167,17 @@ def _train(data, cfg: Stage2Config, split, dist: distributed.Dist, device: torch
     if cfg.resume and last_path.is_file():  # checked before anything is written: a mismatch changes nothing
         resumed = load_checkpoint(last_path, need_resume=True)
         check_same(resumed, meta, last_path)
+    check_output(run_dir / "config.yaml")  # an unwritable out fails now, not after the crop cache is built
+    net = build_unet(cfg.encoder, len(cfg.train_classes), cfg.decoder_channels, cfg.encoder_weights).to(device)
+    if cfg.channels_last:
+        net = net.to(memory_format=torch.channels_last)
+
+    cache_dir = (Path(cfg.cache_dir) if cfg.cache_dir else offline.CACHE_DIR / "stage2") if cfg.cache else None
+    store = store_of(cfg, cache_dir)
+    t0 = time.perf_counter()
+    store.build(split.train[dist.rank::dist.world] + split.val[dist.rank::dist.world], max(1, cfg.workers))
+    distributed.barrier(dist)
+    # the run folder is written once the network and every image have loaded: a failed start leaves nothing
     if dist.main:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_text(run_dir / "config.yaml", yaml.safe_dump({"data": str(data), **meta["config"]}, sort_keys=False))
@@ -174,19 +185,10 @@ def _train(data, cfg: Stage2Config, split, dist: distributed.Dist, device: torch
         if not cfg.resume:
             for stale in (best_path, last_path, metrics_path):
                 stale.unlink(missing_ok=True)
-
-    cache_dir = (Path(cfg.cache_dir) if cfg.cache_dir else offline.CACHE_DIR / "stage2") if cfg.cache else None
-    store = store_of(cfg, cache_dir)
-    t0 = time.perf_counter()
-    store.build(split.train[dist.rank::dist.world] + split.val[dist.rank::dist.world], max(1, cfg.workers))
-    distributed.barrier(dist)
     if cache_dir is not None:
         log(f"crop cache {cache_dir}: ready in {time.perf_counter() - t0:.1f} s "
             f"({len(split.train)} train / {len(split.val)} val images)")
 
-    net = build_unet(cfg.encoder, len(cfg.train_classes), cfg.decoder_channels, cfg.encoder_weights).to(device)
-    if cfg.channels_last:
-        net = net.to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     dataset = TrainCrops(split.train, store, cfg)
     loader = _loader(dataset, cfg, dist, device)

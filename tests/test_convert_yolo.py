@@ -96,6 +96,14 @@ def test_existing_output_needs_overwrite_and_is_replaced_whole(synth_root, tmp_p
     assert sorted(p.name for p in tmp_path.iterdir()) == ["y"]
 
 
+def test_output_holding_the_data_is_refused_even_with_overwrite(train_copy):
+    before = sorted(p.relative_to(train_copy) for p in train_copy.rglob("*"))
+    for out in (train_copy, train_copy.parent):
+        with pytest.raises(DataError, match="holds the data being converted"):
+            convert_to_yolo(train_copy, out, folds=3, overwrite=True, workers=1)
+    assert sorted(p.relative_to(train_copy) for p in train_copy.rglob("*")) == before
+
+
 def test_empty_split_is_an_error(synth_root, tmp_path):
     with pytest.raises(DataError, match="6 patients cannot fill 7 folds"):
         convert_to_yolo(synth_root / "train", tmp_path / "z", folds=7)

@@ -152,6 +152,8 @@ def test_contradictory_options_and_folders_for_files_are_one_line_errors(stage1_
     common = ["predict", "--stage1", stage1_run.best, "--images", test_images, "--out", tmp_path / "s.csv"]
     result = run(*common, "--stage1-only", "--stage2", tmp_path / "s2.pt")
     assert result.exit_code == 2 and "--stage1-only leaves stage 2 out" in result.output
+    result = run(*common, "--stage1-only", "--device", "gpu0")
+    assert result.exit_code == 2 and "device 'gpu0'" in result.output and result.output.count("\n") == 1
     result = run(*common, "--stage2", tmp_path / "s2.pt", "--paste-file", tmp_path)  # a folder, not paste.json
     assert result.exit_code == 2 and result.output.count("\n") == 1 and "Traceback" not in result.output
     truth = tmp_path / "t.csv"

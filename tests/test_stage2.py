@@ -369,7 +369,7 @@ def test_corrupt_image_without_cache_is_named_before_training(train_copy, tmp_pa
     assert result.exit_code == 2, result.output
     lines = [line for line in result.output.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and victim.name in lines[0] and "Traceback" not in result.output
-    assert not (tmp_path / "runs" / "cpu" / "last.pt").exists()
+    assert not (tmp_path / "runs").exists()  # a failed start leaves no run folder behind
 
 
 def _free_port():
