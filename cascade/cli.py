@@ -141,12 +141,9 @@ def validate_submission_cmd(file, images, size):
 
     Exits 1 and lists the first problems when the file is not valid.
     """
-    from convert.submission import image_sizes, validate_submission
+    from convert.submission import image_sizes, parse_size, validate_submission
 
-    try:
-        w, h = (int(v) for v in size.lower().split("x"))
-    except ValueError:
-        raise CascadeError(f"--size {size!r}: expected WxH, e.g. 2048x2048") from None
+    h, w = parse_size(size)
     report = validate_submission(file, image_sizes(images) if images else None, default_hw=(h, w))
     if report.ok:
         click.echo(f"{file}: valid ({report.images} images, {report.rows} rows)")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -24,6 +24,13 @@ class PastePlan:
     classes: tuple[int, ...]
     thresholds: dict[int, float]
     largest: tuple[int, ...] | None = None
+    source: str = field(default="paste plan", compare=False)  # where it came from, for errors
+
+    def check(self, train_classes: Sequence[int], stage2: str | Path) -> None:
+        """Every planned class must be a channel of the stage 2 model; checked before any image is predicted."""
+        missing = [CLASSES[c] for c in self.classes if c not in set(train_classes)]
+        if missing:
+            raise DataError(self.source, f"pastes {', '.join(missing)}, which stage 2 ({stage2}) was not trained on")
 
     def save(self, path: str | Path, note: str = "") -> None:
         doc = {"paste_classes": [CLASSES[c] for c in self.classes],
@@ -36,16 +43,24 @@ class PastePlan:
     def load(cls, path: str | Path) -> "PastePlan":
         try:
             doc = json.loads(Path(path).read_text())
-            classes = tuple(CLASS_INDEX[name] for name in doc["paste_classes"])
-            thresholds = {CLASS_INDEX[name]: float(t) for name, t in doc.get("thresholds", {}).items()}
-            largest = doc.get("largest_component")
-            largest = None if largest is None else tuple(CLASS_INDEX[name] for name in largest)
+            names = [*doc["paste_classes"], *doc.get("thresholds", {}), *(doc.get("largest_component") or [])]
         except FileNotFoundError:
             raise DataError(path, "paste file not found (it is written by `cascade evaluate`)") from None
         except (ValueError, KeyError, TypeError):
             raise DataError(path, "not a paste file (expected JSON with a 'paste_classes' list of class "
                                   "names)") from None
-        return cls(classes, thresholds, largest)
+        unknown = [str(n) for n in names if n not in CLASS_INDEX]
+        if unknown:
+            raise DataError(path, f"unknown class name(s) {', '.join(unknown)}")
+        try:
+            thresholds = {CLASS_INDEX[name]: float(t) for name, t in doc.get("thresholds", {}).items()}
+        except (TypeError, ValueError):
+            thresholds = {-1: -1.0}
+        if not all(0.0 <= t <= 1.0 for t in thresholds.values()):
+            raise DataError(path, "thresholds must be probabilities within 0..1")
+        largest = doc.get("largest_component")
+        largest = None if largest is None else tuple(CLASS_INDEX[name] for name in largest)
+        return cls(tuple(CLASS_INDEX[name] for name in doc["paste_classes"]), thresholds, largest, str(path))
 
 
 def largest_component(mask: np.ndarray) -> np.ndarray:
@@ -74,7 +89,7 @@ def paste(masks: np.ndarray, probs: np.ndarray, region: Region, train_classes: S
     channel = {c: j for j, c in enumerate(train_classes)}
     for c in plan.classes:
         if c not in channel:
-            raise DataError("paste plan", f"class {CLASSES[c]} is not one stage 2 was trained on")
+            raise DataError(plan.source, f"class {CLASSES[c]} is not one stage 2 was trained on")
         inside = probs[channel[c]] >= plan.thresholds.get(c, 0.5)
         masks[c, ys, xs] = largest_component(inside) if c in (plan.largest or ()) else inside
     return masks

@@ -47,9 +47,11 @@ class Cascade:
                                         {c: float(t) for c, t in zip(self.stage2.train_classes, self.stage2.thresholds)},
                                         tuple(self.stage2.paste_classes) if self.stage2.largest_component else ())
             # a plan from `cascade evaluate` picks classes; what it does not say comes from the checkpoint
+            if plan is not None:
+                plan.check(self.stage2.train_classes, paths_of(stage2_checkpoint)[0])
             self.plan = checkpoint_plan if plan is None else PastePlan(
                 plan.classes, {**checkpoint_plan.thresholds, **plan.thresholds},
-                checkpoint_plan.largest if plan.largest is None else plan.largest)
+                checkpoint_plan.largest if plan.largest is None else plan.largest, plan.source)
         else:
             self.plan = PastePlan((), {})
 

@@ -96,6 +96,50 @@ def scan(root: str | Path, labelled: bool = True) -> Scan:
     return Scan(items, problems)
 
 
+def _json_kind(value) -> str:
+    """How JSON spells the type of a parsed value (bool before int: True is an int in Python)."""
+    for kind, name in ((bool, "a boolean"), (str, "a string"), (int, "a number"), (float, "a number"),
+                       (list, "a list"), (dict, "an object")):
+        if isinstance(value, kind):
+            return name
+    return "null"
+
+
+def _shown(value, limit: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _points(value) -> tuple[np.ndarray | None, str | None]:
+    """(N, 2) float64 points of an annotation's "points", or why they are not a list of [x, y] numbers."""
+    if not isinstance(value, list) or not all(isinstance(p, list) and len(p) == 2 for p in value):
+        return None, "points are not a list of [x, y] pairs"
+    for j, pair in enumerate(value):
+        for v in pair:
+            # exact types: bool is an int subclass, and numpy would also turn "12" and true into numbers
+            if type(v) is not int and type(v) is not float:
+                return None, f"point {j} holds {json.dumps(v)[:20]}, not a number"
+    try:
+        points = np.array(value, dtype=np.float64).reshape(-1, 2)
+    except OverflowError:  # an integer beyond float range
+        return None, "a coordinate is too large to be a pixel position"
+    if not np.isfinite(points).all():
+        return None, "points hold NaN or infinity"
+    return points, None
+
+
+def _zero_area(points: np.ndarray) -> str | None:
+    """Why an integer polygon encloses no area (all points equal, or all on one line), or None."""
+    d = points[1:].astype(np.int64) - points[0]
+    moved = np.flatnonzero(d.any(axis=1))
+    if moved.size == 0:
+        return f"all {len(points)} points are the same"
+    a = d[moved[0]]
+    if not (d[:, 0] * a[1] - d[:, 1] * a[0]).any():
+        return "all points lie on one line"
+    return None
+
+
 def parse_annotation(path: str | Path, hw: tuple[int, int], require_all: bool = True) -> tuple[list[Polygon], list[Problem]]:
     """Validated polygons of one JSON file for an image of size hw, and everything wrong with it."""
     path = Path(path)
@@ -104,7 +148,13 @@ def parse_annotation(path: str | Path, hw: tuple[int, int], require_all: bool = 
         doc = json.loads(path.read_bytes())
     except FileNotFoundError:
         return [], [Problem(where, "annotation file not found")]
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except OSError as exc:
+        if isinstance(exc, IsADirectoryError) or path.is_dir():
+            return [], [Problem(where, "is a folder, not an annotation JSON file")]
+        return [], [Problem(where, f"cannot read the annotation ({exc.strerror or type(exc).__name__})")]
+    except RecursionError:
+        return [], [Problem(where, "not valid JSON (nested too deeply)")]
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an integer of over 4300 digits
         return [], [Problem(where, f"not valid JSON ({exc.msg if hasattr(exc, 'msg') else exc})")]
     annotations = doc.get("annotations") if isinstance(doc, dict) else None
     if not isinstance(annotations, list):
@@ -113,18 +163,32 @@ def parse_annotation(path: str | Path, hw: tuple[int, int], require_all: bool = 
     h, w = hw
     polygons: list[Polygon] = []
     problems: list[Problem] = []
+    named: dict[int, int] = {}  # class -> its first annotation, valid or not
     for i, ann in enumerate(annotations):
-        label = ann.get("label") if isinstance(ann, dict) else None
-        tag = f"annotation {i} ({label!r})"
+        if not isinstance(ann, dict):
+            problems.append(Problem(where, f"annotation {i} is {_json_kind(ann)}, not an object"))
+            continue
+        if "label" not in ann:
+            problems.append(Problem(where, f"annotation {i}: no label"))
+            continue
+        label = ann["label"]
+        tag = f"annotation {i} ({_shown(label)})"
+        if not isinstance(label, str):
+            problems.append(Problem(where, f"{tag}: label is {_json_kind(label)}, not a class name"))
+            continue
         if label not in CLASS_INDEX:
             problems.append(Problem(where, f"{tag}: unknown label"))
             continue
-        try:
-            points = np.asarray(ann.get("points"), dtype=np.float64)
-        except (TypeError, ValueError):
-            points = np.empty((0,))
-        if points.ndim != 2 or points.shape[1] != 2 or not np.isfinite(points).all():
-            problems.append(Problem(where, f"{tag}: points are not a list of [x, y] pairs"))
+        cls = CLASS_INDEX[label]
+        if cls in named:
+            # the format has exactly one polygon per class and image; a second one is not silently merged
+            problems.append(Problem(where, f"{tag}: a second polygon for this class (annotation {named[cls]} is "
+                                           f"the first; one per class)"))
+            continue
+        named[cls] = i
+        points, why = _points(ann.get("points"))
+        if why:
+            problems.append(Problem(where, f"{tag}: {why}"))
             continue
         if len(points) < 3:
             problems.append(Problem(where, f"{tag}: polygon has {len(points)} points, needs at least 3"))
@@ -137,11 +201,15 @@ def parse_annotation(path: str | Path, hw: tuple[int, int], require_all: bool = 
             continue
         points[:, 0] = np.minimum(points[:, 0], w - 1)
         points[:, 1] = np.minimum(points[:, 1], h - 1)
-        polygons.append((CLASS_INDEX[label], np.round(points).astype(np.int32)))
+        points = np.round(points).astype(np.int32)
+        flat = _zero_area(points)  # judged on the pixels it would be drawn with
+        if flat:
+            problems.append(Problem(where, f"{tag}: polygon has zero area ({flat})"))
+            continue
+        polygons.append((cls, points))
     if require_all:
         # a class whose polygon was invalid is already reported above, not again as missing
-        labelled = {CLASS_INDEX[a["label"]] for a in annotations if isinstance(a, dict) and a.get("label") in CLASS_INDEX}
-        missing = sorted(set(range(NUM_CLASSES)) - labelled)
+        missing = sorted(set(range(NUM_CLASSES)) - set(named))
         if missing:
             problems.append(Problem(where, f"missing classes: {', '.join(CLASSES[c] for c in missing)}"))
     return polygons, problems

@@ -50,20 +50,45 @@ def _runs_to_string(bounds: np.ndarray, offset: int) -> str:
     return " ".join(map(str, pairs.ravel().tolist()))
 
 
+# Values below 1e18 are far beyond any image yet keep start + length inside int64 (no silent wrap-around).
+MAX_DIGITS = 18
+
+
 def parse(rle: str) -> np.ndarray:
-    """RLE string -> (N, 2) int64 array of (1-indexed start, length); raises ValueError on bad syntax."""
+    """RLE string -> (N, 2) int64 array of (1-indexed start, length); raises ValueError on bad syntax.
+
+    Values are ASCII digits separated by spaces (runs of spaces and spaces at either end are tolerated, as a
+    scorer's `split()` does); int() alone would also take "+1", "1_0" and non-ASCII digits.
+    """
     if rle is None or (isinstance(rle, float) and rle != rle):
         return np.empty((0, 2), np.int64)
-    text = str(rle).strip()
-    if not text:
-        return np.empty((0, 2), np.int64)
-    try:
-        values = np.array([int(tok) for tok in text.split()], np.int64)
-    except ValueError:
-        raise ValueError("RLE holds something other than integers") from None
+    text = str(rle)
+    if not (text.isascii() and text.replace(" ", "").isdigit()):
+        if not text.strip(" "):
+            return np.empty((0, 2), np.int64)
+        raise ValueError(_syntax_error(text))
+    tokens = [tok for tok in text.split(" ") if tok]
+    longest = max(tokens, key=lambda tok: len(tok.lstrip("0")))
+    if len(longest.lstrip("0")) > MAX_DIGITS:
+        raise ValueError(f"RLE value {_short(longest)} is out of range (more than {MAX_DIGITS} digits)")
+    values = np.array(tokens, dtype=np.int64)
     if values.size % 2:
         raise ValueError("RLE has an odd number of values (expected start length pairs)")
     return values.reshape(-1, 2)
+
+
+def _short(text: str, limit: int = 24) -> str:
+    return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
+def _syntax_error(text: str) -> str:
+    for tok in text.split(" "):
+        if tok and not (tok.isascii() and tok.isdigit()):
+            space = next((ch for ch in tok if ch.isspace()), None)
+            if space is not None:
+                return f"RLE separates values with {space!r}; only spaces are allowed"
+            return f"RLE holds {_short(tok)}; expected non-negative integers in ASCII digits"
+    return "RLE holds something other than integers"
 
 
 def check_runs(runs: np.ndarray, n_pixels: int | None) -> str | None:

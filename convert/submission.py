@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping
@@ -63,12 +64,28 @@ def encode_masks(masks: np.ndarray) -> list[str]:
     return [rle.encode(m) for m in masks]
 
 
+def _unreadable(path: str | Path, exc: OSError) -> DataError:
+    if isinstance(exc, FileNotFoundError):
+        return DataError(path, "submission file not found")
+    if isinstance(exc, IsADirectoryError) or Path(path).is_dir():
+        return DataError(path, "is a folder, not a submission CSV file")
+    return DataError(path, f"cannot read the submission ({exc.strerror or type(exc).__name__})")
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """`WxH` (e.g. 2048x2048) -> (H, W), both positive, or a one-line error naming the option."""
+    match = re.fullmatch(r"\s*([0-9]{1,9})\s*[xX]\s*([0-9]{1,9})\s*", str(text))
+    if not match or min(int(match[1]), int(match[2])) < 1:
+        raise DataError("--size", f"{text!r} is not WxH with positive whole numbers, e.g. 2048x2048")
+    return int(match[2]), int(match[1])
+
+
 def read_submission(path: str | Path) -> pd.DataFrame:
     """The CSV as strings; an empty mask stays an empty string (pandas would make it NaN by default)."""
     try:
         return pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False)
-    except FileNotFoundError:
-        raise DataError(path, "submission file not found") from None
+    except OSError as exc:
+        raise _unreadable(path, exc) from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise DataError(path, f"not a readable CSV ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
 
@@ -119,15 +136,31 @@ def validate_submission(path: str | Path, sizes: Mapping[str, tuple[int, int]] |
         return len(report.problems) >= max_problems
 
     path = Path(path)
+    # pandas' read_csv, which reads the file here and most likely in the scorer, drops a leading UTF-8
+    # byte-order mark (Excel writes one), so utf-8-sig accepts the same files.
     try:
-        with open(path, newline="") as f:
-            header = next(csv.reader(f), None)
-    except FileNotFoundError:
-        raise DataError(path, "submission file not found") from None
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.reader(f)
+            header = next(reader, None)
+            if header is not None and tuple(header) == HEADER:
+                # pandas pads a short row with empty fields (a missing rle would pass as an empty mask) and
+                # shifts the columns of a long first row into the index: count the fields here.
+                for row in reader:
+                    blank = not row or (len(row) == 1 and not row[0].strip())  # pandas skips these too
+                    if not blank and len(row) != len(HEADER):
+                        if problem(f"line {reader.line_num}: {len(row)} fields, expected {len(HEADER)} "
+                                   f"({','.join(HEADER)})"):
+                            break
+    except OSError as exc:
+        raise _unreadable(path, exc) from None
     except (UnicodeDecodeError, csv.Error) as exc:
         raise DataError(path, f"not a text CSV file ({type(exc).__name__})") from None
     if header is None or tuple(header) != HEADER:
-        problem(f"header is {','.join(header) if header else '(empty file)'}, expected {','.join(HEADER)}")
+        shown = ",".join(header) if header else "(empty file)"
+        shown = shown if shown.isascii() and shown.isprintable() else ascii(shown)  # make invisible characters seen
+        problem(f"header is {shown}, expected {','.join(HEADER)}")
+        return report
+    if report.problems:
         return report
     df = read_submission(path)
     report.rows = len(df)

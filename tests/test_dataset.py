@@ -7,7 +7,7 @@ from click.testing import CliRunner
 
 from cascade.cli import main
 from convert.check import check_dataset
-from convert.dataset import load_sample, scan
+from convert.dataset import load_sample, parse_annotation, scan
 from convert.errors import DataError
 from convert.images import read_gray, read_image, to_gray_uint8
 
@@ -55,6 +55,20 @@ def _damage(root, how):
         doc["annotations"][5]["points"][0] = [500, 10]
     elif how == "missing class":
         doc["annotations"] = [a for a in doc["annotations"] if a["label"] != "Pisiform"]
+    elif how.endswith(" label"):  # an extra annotation, so that no class goes missing
+        doc["annotations"].append(dict(doc["annotations"][0], label=NON_STRING_LABELS[how]))
+    elif how == "boolean point":
+        doc["annotations"][6]["points"][0] = [True, 10]
+    elif how == "string point":
+        doc["annotations"][6]["points"][0] = ["12", 10]
+    elif how == "huge coordinate":
+        doc["annotations"][6]["points"][0] = [10**400, 10]
+    elif how == "one repeated point":
+        doc["annotations"][27]["points"] = [[50, 60]] * 5
+    elif how == "points on a line":
+        doc["annotations"][27]["points"] = [[10, 10], [20, 20], [40, 40], [30, 30]]
+    elif how == "second polygon":
+        doc["annotations"].append(dict(doc["annotations"][28]))
     if how == "truncated":
         item.label.write_text(json.dumps(doc)[:200])
     elif how == "missing json":
@@ -68,8 +82,22 @@ def _damage(root, how):
     return item
 
 
+NON_STRING_LABELS = {"list label": ["finger-1"], "object label": {"name": "finger-1"}, "number label": 3,
+                     "boolean label": True, "null label": None}
+
 CASES = {
     "unknown label": "unknown label",
+    "list label": "(['finger-1']): label is a list, not a class name",
+    "object label": "label is an object, not a class name",
+    "number label": "label is a number, not a class name",
+    "boolean label": "label is a boolean, not a class name",
+    "null label": "label is null, not a class name",
+    "boolean point": "('finger-7'): point 0 holds true, not a number",
+    "string point": 'point 0 holds "12", not a number',
+    "huge coordinate": "('finger-7'): a coordinate is too large",
+    "one repeated point": "('Radius'): polygon has zero area (all 5 points are the same)",
+    "points on a line": "('Radius'): polygon has zero area (all points lie on one line)",
+    "second polygon": "('Ulna'): a second polygon for this class (annotation 28 is the first",
     "two points": "has 2 points, needs at least 3",
     "out of bounds": "outside the 192x192 image",
     "missing class": "missing classes: Pisiform",
@@ -123,3 +151,29 @@ def test_missing_folders_are_one_line_errors(tmp_path):
         scan(tmp_path)
     result = CliRunner().invoke(main, ["check-data", "--data", str(tmp_path / "nowhere")])
     assert result.exit_code == 2 and result.output.startswith("error:") and result.output.count("\n") == 1
+
+
+def test_label_path_that_is_a_folder_is_one_problem(tmp_path):
+    polygons, problems = parse_annotation(tmp_path, (64, 64))
+    assert polygons == [] and [str(p) for p in problems] == [f"{tmp_path}: is a folder, not an annotation JSON file"]
+
+
+@pytest.mark.parametrize("text,why", [
+    ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+    ('{"annotations": [{"label": "Ulna", "points": [[1' + "0" * 5000 + ", 1]]}]}", "not valid JSON"),
+    ('{"annotations": ["Ulna"]}', "annotation 0 is a string, not an object"),
+    ('{"annotations": [{"points": [[1, 1], [5, 1], [1, 5]]}]}', "annotation 0: no label"),
+])
+def test_odd_json_is_a_problem_not_a_crash(tmp_path, text, why):
+    path = tmp_path / "a.json"
+    path.write_text(text)
+    _, problems = parse_annotation(path, (64, 64), require_all=False)
+    assert [p.path for p in problems] == [str(path)] and why in problems[0].reason
+
+
+def test_visualize_with_a_folder_as_labels_is_one_line(synth_root, tmp_path):
+    item = scan(synth_root / "train").items[0]
+    result = CliRunner().invoke(main, ["visualize", "--image", str(item.image), "--stage1", str(tmp_path / "none.pt"),
+                                       "--labels", str(tmp_path), "--out", str(tmp_path / "v.png")])
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert result.output == f"error: {tmp_path}: is a folder, not an annotation JSON file\n"

@@ -38,3 +38,39 @@ def test_bad_folds_file(tmp_path):
         load_folds(tmp_path / "f.json")
     with pytest.raises(DataError, match="not found"):
         load_folds(tmp_path / "missing.json")
+
+
+@pytest.mark.parametrize("doc,why", [
+    ('{"k": 2, "seed": 0, "patients": {"A": 0, "B": 7}}', "patient 'B' is in fold 7, expected a fold in 0..1 (k=2)"),
+    ('{"k": 2, "patients": {"A": -1}}', "patient 'A' is in fold -1, expected a fold in 0..1"),
+    ('{"k": 2, "patients": {"A": true}}', "patient 'A' is in fold true"),
+    ('{"k": 2, "patients": {"A": "1"}}', "patient 'A' is in fold \"1\""),
+    ('{"k": 2, "patients": {"A": 1.5}}', "patient 'A' is in fold 1.5"),
+    ('{"k": 1, "patients": {"A": 0}}', "'k' is 1, expected a whole number of folds, at least 2"),
+    ('{"k": "3", "patients": {"A": 0}}', "'k' is \"3\""),
+    ('{"k": 2, "patients": ["A", "B"]}', "not a folds file"),
+    ('[1, 2]', "not a folds file"),
+    ("[" * 100_000, "not a folds file"),
+])
+def test_folds_file_with_impossible_contents(tmp_path, doc, why):
+    path = tmp_path / "f.json"
+    path.write_text(doc)
+    with pytest.raises(DataError) as info:
+        load_folds(path)
+    assert str(info.value).startswith(f"{path}: ") and why in str(info.value)
+
+
+def test_folds_path_that_is_a_folder(tmp_path):
+    with pytest.raises(DataError, match="is a folder, not a folds file$"):
+        load_folds(tmp_path)
+
+
+def test_cli_evaluate_with_a_folder_as_folds_is_one_line(tmp_path):
+    from click.testing import CliRunner
+
+    from cascade.cli import main
+
+    (tmp_path / "s.csv").write_text("image_name,class,rle\n")
+    result = CliRunner().invoke(main, ["evaluate", "--data", str(tmp_path), "--folds", str(tmp_path),
+                                       "--submission", str(tmp_path / "s.csv"), "--out", str(tmp_path / "rep")])
+    assert result.exit_code == 2 and result.output == f"error: {tmp_path}: is a folder, not a folds file\n"

@@ -1,3 +1,4 @@
+import re
 import numpy as np
 import pytest
 
@@ -70,12 +71,18 @@ def test_plan_file_round_trip_and_errors(tmp_path):
     for plan in (PastePlan((19, 26), {19: 0.4, 26: 0.5}), PastePlan((19, 26), {19: 0.4}, largest=(26,))):
         plan.save(tmp_path / "paste.json")
         assert PastePlan.load(tmp_path / "paste.json") == plan
-    (tmp_path / "blob.json").write_text('{"paste_classes": ["Pisiform"], "largest_component": ["Femur"]}')
-    with pytest.raises(DataError, match="not a paste file"):
-        PastePlan.load(tmp_path / "blob.json")
-    (tmp_path / "bad.json").write_text('{"paste_classes": ["Femur"]}')
-    with pytest.raises(DataError, match="not a paste file"):
-        PastePlan.load(tmp_path / "bad.json")
+    for name, text, words in (
+            ("blob.json", '{"paste_classes": ["Pisiform"], "largest_component": ["Femur"]}', "unknown class name"),
+            ("bad.json", '{"paste_classes": ["Femur"]}', "unknown class name(s) Femur"),
+            ("high.json", '{"paste_classes": ["Pisiform"], "thresholds": {"Pisiform": 5}}', "thresholds must be probabilities within 0..1"),
+            ("text.json", '{"paste_classes": ["Pisiform"], "thresholds": {"Pisiform": "x"}}', "thresholds must be probabilities within 0..1"),
+            ("list.json", '["Pisiform"]', "not a paste file")):
+        (tmp_path / name).write_text(text)
+        with pytest.raises(DataError, match=re.escape(f"{name}: {words}")):
+            PastePlan.load(tmp_path / name)
+    plan = PastePlan.load(tmp_path / "paste.json")
+    with pytest.raises(DataError, match=r"paste.json: pastes Pisiform, which stage 2 \(s2.pt\) was not trained on"):
+        plan.check([19], "s2.pt")
     with pytest.raises(DataError, match="paste file not found"):
         PastePlan.load(tmp_path / "none.json")
 

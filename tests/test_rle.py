@@ -85,3 +85,41 @@ def test_encode_accepts_uint8_probability_style_masks():
 def test_decode_rejects_invalid_runs(bad, why):
     with pytest.raises(ValueError, match=why):
         rle.decode(bad, (4, 6))
+
+
+@pytest.mark.parametrize("bad,why", [
+    ("+10 5", "'+10'; expected non-negative integers in ASCII digits"),
+    ("1_0 5", "'1_0'; expected"),
+    ("\u0661\u0660 5", "expected non-negative integers in ASCII digits"),  # Arabic-Indic digits: int() takes them
+    ("\uff11 5", "expected non-negative integers"),  # fullwidth digit
+    ("-5 3", "'-5'; expected"),
+    ("1e3 2", "'1e3'; expected"),
+    ("1\t2", "separates values with '\\t'; only spaces"),
+    ("1 2\n", "separates values with '\\n'"),
+    ("1\u00a02", "separates values with '\\xa0'"),
+    ("99999999999999999999999 1", "out of range"),
+    ("1 99999999999999999999999", "out of range"),
+    ("9" * 5000 + " 1", "out of range"),  # int() refuses over 4300 digits
+])
+def test_parse_takes_only_ascii_digits_and_rejects_out_of_range_values(bad, why):
+    with pytest.raises(ValueError, match="^RLE ") as info:
+        rle.parse(bad)
+    assert why in str(info.value) and "\n" not in str(info.value) and len(str(info.value)) < 120
+
+
+def test_largest_values_cannot_overflow_into_a_valid_run():
+    # 18 digits parse; their sum stays inside int64, so the run is reported beyond the image, not wrapped around
+    runs = rle.parse("999999999999999999 999999999999999999")
+    assert runs.tolist() == [[999999999999999999, 999999999999999999]]
+    assert "beyond" in rle.check_runs(runs, 2**31)
+
+
+@pytest.mark.parametrize("text,runs", [
+    ("", []),
+    ("   ", []),
+    ("2 3 9 1", [[2, 3], [9, 1]]),
+    ("  2 3  9 1 ", [[2, 3], [9, 1]]),  # extra spaces: a scorer's split() reads the same runs
+    ("0002 3", [[2, 3]]),
+])
+def test_parse_keeps_accepting_space_separated_digits(text, runs):
+    assert rle.parse(text).tolist() == runs

@@ -5,7 +5,9 @@ from click.testing import CliRunner
 from cascade.cli import main
 from convert import rle
 from convert.classes import CLASSES
-from convert.submission import encode_masks, read_submission, validate_submission, write_submission
+from convert.errors import DataError
+from convert.submission import (encode_masks, merge_submissions, parse_size, read_submission,
+                                 validate_submission, write_submission)
 
 
 def _masks(seed, hw=(32, 24)):
@@ -55,6 +57,7 @@ def _corrupt(path, edit):
 
 @pytest.mark.parametrize("edit,expected", [
     (lambda L: L.__setitem__(0, "image,class,rle"), "header"),
+    (lambda L: L.__setitem__(0, "image_name\u200b,class,rle"), "header is 'image_name\\u200b,class,rle', expected"),
     (lambda L: L.pop(5), "rows for 3 images"),
     (lambda L: L.__setitem__(2, L[2].replace("finger-2", "finger-20")), "expected 'finger-2'"),
     (lambda L: L.__setitem__(3, "img1.png,finger-3,700 100"), "beyond the image"),
@@ -62,6 +65,10 @@ def _corrupt(path, edit):
     (lambda L: L.__setitem__(3, "img1.png,finger-3,5 x"), "integers"),
     (lambda L: L.__setitem__(3, "img1.png,finger-3,9 2 1 1"), "ascending"),
     (lambda L: L.insert(1, L.pop(40)), "not contiguous"),
+    (lambda L: L.__setitem__(3, "img1.png,finger-3"), "line 4: 2 fields, expected 3 (image_name,class,rle)"),
+    (lambda L: L.__setitem__(1, L[1] + ",extra"), "line 2: 4 fields, expected 3"),
+    (lambda L: L.__setitem__(3, "img1.png,finger-3,+10 5"), "'+10'"),
+    (lambda L: L.__setitem__(3, "img1.png,finger-3,99999999999999999999999 1"), "out of range"),
 ])
 def test_each_kind_of_mistake_is_reported(submission, edit, expected):
     _corrupt(submission, edit)
@@ -105,3 +112,60 @@ def test_binary_file_is_a_one_line_error(tmp_path):
     result = CliRunner().invoke(main, ["validate-submission", str(junk)])
     assert result.exit_code == 2 and "junk.csv: not a text CSV file" in result.output
     assert "Traceback" not in result.output
+
+
+def test_missing_rle_field_is_not_an_empty_mask(submission):
+    """The row `image,class` with no trailing comma used to pass: pandas pads it with an empty rle."""
+    _corrupt(submission, lambda L: L.__setitem__(1, "img1.png,finger-1"))
+    assert read_submission(submission).loc[0, "rle"] == ""  # what pandas makes of it
+    report = validate_submission(submission, default_hw=(32, 24))
+    assert report.problems == ["line 2: 2 fields, expected 3 (image_name,class,rle)"]
+
+
+def test_blank_lines_are_skipped_like_pandas_does(submission):
+    _corrupt(submission, lambda L: L.insert(10, ""))
+    assert validate_submission(submission, default_hw=(32, 24)).ok
+
+
+def test_byte_order_mark_is_accepted_like_pandas_reads_it(submission):
+    submission.write_bytes(b"\xef\xbb\xbf" + submission.read_bytes())
+    assert list(read_submission(submission).columns) == ["image_name", "class", "rle"]
+    report = validate_submission(submission, default_hw=(32, 24))
+    assert report.ok, report.problems
+
+
+@pytest.mark.parametrize("call", [
+    lambda p: validate_submission(p),
+    lambda p: read_submission(p),
+    lambda p: merge_submissions([p], p.parent / "out.csv"),
+])
+def test_folder_instead_of_a_submission_is_a_data_error(tmp_path, call):
+    folder = tmp_path / "sub.csv"
+    folder.mkdir()
+    with pytest.raises(DataError, match="sub.csv: is a folder, not a submission CSV file$"):
+        call(folder)
+
+
+@pytest.mark.parametrize("args", [
+    ["validate-submission", "{dir}"],
+    ["merge-submissions", "{dir}", "--out", "{tmp}/m.csv"],
+    ["evaluate", "--data", "{tmp}", "--submission", "{dir}", "--out", "{tmp}/rep"],
+])
+def test_cli_folder_instead_of_a_submission_is_one_line(tmp_path, args):
+    folder = tmp_path / "sub.csv"
+    folder.mkdir()
+    result = CliRunner().invoke(main, [a.format(dir=folder, tmp=tmp_path) for a in args])
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert result.output == f"error: {folder}: is a folder, not a submission CSV file\n"
+
+
+@pytest.mark.parametrize("text,hw", [("2048x2048", (2048, 2048)), ("24x32", (32, 24)), (" 24X32 ", (32, 24))])
+def test_parse_size(text, hw):
+    assert parse_size(text) == hw
+
+
+@pytest.mark.parametrize("text", ["0x0", "-5x5", "5x-5", "0x5", "5x", "x5", "5", "5x5x5", "+5x5", "\uff15x5", "1_0x5",
+                                  "9" * 5000 + "x5"])
+def test_parse_size_rejects_non_positive_and_odd_sizes(text):
+    with pytest.raises(DataError, match="^--size: .* is not WxH with positive whole numbers"):
+        parse_size(text)
