@@ -70,6 +70,9 @@ def scan(root: str | Path, labelled: bool = True) -> Scan:
     """Pair images with their JSON under root. Pairing problems are returned, not raised."""
     root = Path(root)
     image_dir = root / IMAGE_DIR
+    if not root.is_dir():
+        raise DataError(root, "data folder not found" if not root.exists() else
+                        f"is a file; expected a folder holding {IMAGE_DIR}/")
     if not image_dir.is_dir():
         raise DataError(root, f"no {IMAGE_DIR}/ folder (expected {IMAGE_DIR}/<patient>/<image>.png)")
     images = _files(image_dir, IMAGE_SUFFIXES)

@@ -106,7 +106,8 @@ def list_images(folder: str | Path) -> list[Path]:
     keeps names only)."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise DataError(folder, "image folder not found")
+        raise DataError(folder, "is a file; expected the folder of test images" if folder.exists()
+                        else "image folder not found")
     paths = sorted((p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES),
                    key=lambda p: p.name)
     if not paths:
