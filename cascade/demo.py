@@ -12,8 +12,9 @@ import torch
 from convert.check import check_dataset
 from convert.config import CONFIG_DIR, load_config
 from convert.errors import CascadeError
+from convert.folds import FOLDS_FILE
 from convert.pose import TEST_BENT_SHARE
-from convert.synth import generate, load_synth_config
+from convert.synth import MAX_SIZE, MIN_SIZE, generate, load_synth_config
 from convert.yolo import convert_to_yolo
 
 
@@ -27,11 +28,24 @@ class DemoConfig:
     fold: int = 0
     stage1_imgsz: int = 256
     stage1_config: str = "stage1_cpu.yaml"
-    stage1_overrides: list = field(default_factory=list)
+    stage1_overrides: list[str] = field(default_factory=list)
     stage2_config: str = "stage2_cpu.yaml"
-    stage2_overrides: list = field(default_factory=list)
+    stage2_overrides: list[str] = field(default_factory=list)
     device: str | None = None
     overlays: int = 3
+
+    def __post_init__(self):
+        # ValueError: convert.config.build names the config file; checked before any work starts
+        for key, low in (("patients", 1), ("test_patients", 0), ("seed", 0), ("folds", 2), ("stage1_imgsz", 32),
+                         ("overlays", 0)):
+            if getattr(self, key) < low:
+                raise ValueError(f"{key}: need {key} >= {low}, got {getattr(self, key)}")
+        if not MIN_SIZE <= self.size <= MAX_SIZE:  # what synth generates
+            raise ValueError(f"size: need {MIN_SIZE} <= size <= {MAX_SIZE}, got {self.size}")
+        if not 0 <= self.fold < self.folds:
+            raise ValueError(f"fold: need 0 <= fold < folds ({self.folds}), got {self.fold}")
+        if self.folds > self.patients:  # every fold needs a patient, or a split comes out empty
+            raise ValueError(f"folds: need folds <= patients ({self.patients}), got {self.folds}")
 
 
 def load_demo_config(path=None, overrides=()) -> DemoConfig:
@@ -60,8 +74,18 @@ def run_demo(out: str | Path, cfg: DemoConfig, echo: Callable[[str], None] = pri
     def step(k: int, text: str) -> None:
         echo(f"[{k}/{steps}] {text}  ({time.perf_counter() - started:.0f} s)")
 
+    # Every config loaded (and so checked) first: a mistake fails in a second, not after training.
     data = out / "data"
-    generate(data, cfg.patients, cfg.test_patients, size=cfg.size, seed=cfg.seed, cfg=load_synth_config())
+    folds_file = out / "yolo" / FOLDS_FILE  # written by convert_to_yolo below
+    s1_cfg = load_stage1_config(CONFIG_DIR / cfg.stage1_config, [
+        f"imgsz={cfg.stage1_imgsz}", f"project={out / 'runs' / 'stage1'}", "name=demo",
+        f"device={'cpu' if device == 'cpu' else device.split(':')[-1]}", *cfg.stage1_overrides])
+    s2_cfg = load_stage2_config(CONFIG_DIR / cfg.stage2_config, [
+        f"folds_file={folds_file}", f"fold={cfg.fold}", f"out={out / 'runs' / 'stage2'}", "name=demo",
+        f"device={device}", *cfg.stage2_overrides])
+    synth_cfg = load_synth_config()
+
+    generate(data, cfg.patients, cfg.test_patients, size=cfg.size, seed=cfg.seed, cfg=synth_cfg, overwrite=True)
     step(1, f"generated {2 * cfg.patients} labelled + {2 * cfg.test_patients} test images in {data}")
 
     report = check_dataset(data / "train")
@@ -71,18 +95,11 @@ def run_demo(out: str | Path, cfg: DemoConfig, echo: Callable[[str], None] = pri
 
     yolo = convert_to_yolo(data / "train", out / "yolo", folds=cfg.folds, fold=cfg.fold, imgsz=cfg.stage1_imgsz,
                            overwrite=True)
-    folds_file = yolo.out / "folds.json"
     step(3, f"YOLO-seg set: {yolo.counts['train']} train / {yolo.counts['val']} held-out images in {yolo.out}")
 
-    s1_cfg = load_stage1_config(CONFIG_DIR / cfg.stage1_config, [
-        f"imgsz={cfg.stage1_imgsz}", f"project={out / 'runs' / 'stage1'}", "name=demo",
-        f"device={'cpu' if device == 'cpu' else device.split(':')[-1]}", *cfg.stage1_overrides])
     stage1 = train_stage1(yolo.out, s1_cfg).best
     step(4, f"stage 1 trained: {stage1}")
 
-    s2_cfg = load_stage2_config(CONFIG_DIR / cfg.stage2_config, [
-        f"folds_file={folds_file}", f"fold={cfg.fold}", f"out={out / 'runs' / 'stage2'}", "name=demo",
-        f"device={device}", *cfg.stage2_overrides])
     stage2 = train_stage2(data / "train", s2_cfg).best
     step(5, f"stage 2 trained: {stage2}")
 

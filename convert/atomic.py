@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -54,3 +55,14 @@ def check_output(path: str | Path, inputs: Iterable[str | Path | None] = (), suf
     if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
         raise DataError(path, f"cannot write into {folder}")
     return path
+
+
+def replace_dir(tmp: Path, out: Path) -> None:
+    """Move the finished tmp folder to out; an existing out is swapped away first and deleted after."""
+    old = None
+    if out.exists():
+        old = out.parent / f".{out.name}.old-{os.getpid()}"
+        os.replace(out, old)
+    os.replace(tmp, out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+import types
 import typing
 from pathlib import Path
 from typing import Any, Sequence, TypeVar
@@ -18,48 +20,159 @@ CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
 def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
     """['epochs=3', 'render.noise=0.1'] -> {'epochs': 3, 'render.noise': 0.1}; values are parsed as YAML."""
+    if isinstance(pairs, (str, bytes)):
+        raise CascadeError(f"overrides {pairs!r}: expected a list of key=value strings")
     out = {}
     for pair in pairs:
+        if not isinstance(pair, str):
+            raise CascadeError(f"override {pair!r} is not a key=value string")
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
             raise CascadeError(f"override {pair!r} is not key=value")
-        out[key.strip()] = yaml.safe_load(value) if value.strip() else None
+        try:
+            out[key.strip()] = yaml.safe_load(value) if value.strip() else None
+        except yaml.YAMLError as exc:
+            raise CascadeError(f"override {pair!r}: value is not valid YAML ({str(exc).splitlines()[0]})") from None
     return out
 
 
-def _set_dotted(doc: dict, dotted: str, value: Any) -> None:
+def _set_dotted(doc: dict, dotted: str, value: Any, where: str) -> None:
     *parents, last = dotted.split(".")
     for p in parents:
-        doc = doc.setdefault(p, {})
+        if doc.get(p) is None:  # an empty YAML section (`region:`) reads as null
+            doc[p] = {}
+        doc = doc[p]
         if not isinstance(doc, dict):
-            raise CascadeError(f"override {dotted!r}: {p!r} is not a section")
+            raise DataError(where, f"override {dotted!r}: {p!r} is not a section")
     doc[last] = value
 
 
-def build(cls: type[T], doc: dict, where: str) -> T:
-    """dict -> dataclass cls, recursing into nested dataclass fields; unknown keys are an error."""
+# --- type checking against the dataclass annotations ---------------------------------------------------------
+
+class _Mismatch(Exception):
+    def __init__(self, key: str, value: Any, hint: Any):
+        super().__init__(key)
+        self.key, self.value, self.hint = key, value, hint
+
+
+_PLURAL = {int: "integers", float: "numbers", str: "strings", bool: "true/false values"}
+
+
+def _describe(hint: Any) -> str:
+    """A type hint in the words of an error message: 'an integer', 'a list of 2 numbers'..."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint in (int, float, str, bool):
+        return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}[hint]
+    if hint is type(None):
+        return "null"
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(a) for a in args)
+    if hint in (list, tuple) or origin in (list, tuple):
+        if args and (origin is list or args[-1] is Ellipsis):
+            return f"a list of {_PLURAL.get(args[0], 'values')}"
+        if args and len(set(args)) == 1:
+            return f"a list of {len(args)} {_PLURAL.get(args[0], 'values')}"
+        return f"a list of {len(args)} values" if args else "a list"
+    if hint is dict or origin is dict:
+        return f"a mapping of {_PLURAL.get(args[0], 'keys')} to {_PLURAL.get(args[1], 'values')}" if args \
+            else "a mapping"
+    return getattr(hint, "__name__", str(hint))
+
+
+def _show(value: Any) -> str:
+    """A value as YAML would write it, cut short if long."""
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _check(value: Any, hint: Any, key: str, where: str) -> Any:
+    """value checked against the type hint and converted (int -> float, numeric string -> float, list -> tuple,
+    mapping -> nested dataclass); raises _Mismatch naming the innermost dotted key that is wrong."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return value
+    if dataclasses.is_dataclass(hint):
+        return build(hint, {} if value is None else value, where, f"{key}.")  # an empty section: the defaults
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        arms = [a for a in args if a is not type(None)]
+        if len(arms) == 1:  # X | None: X's own message, which names the innermost key
+            try:
+                return _check(value, arms[0], key, where)
+            except _Mismatch as exc:
+                raise (_Mismatch(key, value, hint) if exc.key == key else exc) from None
+        for arm in arms:
+            try:
+                return _check(value, arm, key, where)
+            except _Mismatch:
+                pass
+        raise _Mismatch(key, value, hint)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+    elif hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif hint is float:
+        if isinstance(value, (int, float, str)) and not isinstance(value, bool):
+            try:
+                number = float(value)  # a string too: YAML reads `1e-3` (no dot) as one
+            except (ValueError, OverflowError):
+                number = math.nan
+            if math.isfinite(number):
+                return number
+    elif hint is str:
+        if isinstance(value, str):
+            return value
+    elif hint in (list, tuple) or origin in (list, tuple):
+        if isinstance(value, (list, tuple)):
+            if not args:
+                items = list(value)
+            elif origin is list or args[-1] is Ellipsis:  # any length
+                items = [_check(v, args[0], f"{key}[{i}]", where) for i, v in enumerate(value)]
+            elif len(args) == len(value):
+                items = [_check(v, a, f"{key}[{i}]", where) for i, (v, a) in enumerate(zip(value, args))]
+            else:
+                raise _Mismatch(key, value, hint)
+            return items if list in (hint, origin) else tuple(items)
+    elif hint is dict or origin is dict:
+        if value is None:  # `class_thresholds:` with nothing after it
+            return {}
+        if isinstance(value, dict):
+            if not args:
+                return dict(value)
+            return {_check(k, args[0], key, where): _check(v, args[1], f"{key}.{k}", where) for k, v in value.items()}
+    else:
+        return value  # a hint this checker does not know: left to the dataclass
+    raise _Mismatch(key, value, hint)
+
+
+def build(cls: type[T], doc: dict, where: str, _prefix: str = "") -> T:
+    """dict -> dataclass cls: each value checked against its field's type hint, nested sections built
+    recursively; unknown keys are an error. A ValueError from __post_init__ becomes a DataError; in a nested
+    section its message should start with the field name, so that the prefix makes it a dotted key."""
     if not isinstance(doc, dict):
-        raise DataError(where, f"expected a mapping for {cls.__name__}, got {type(doc).__name__}")
+        section = f"{_prefix[:-1]}: " if _prefix else ""
+        raise DataError(where, f"{section}expected a mapping of {cls.__name__} settings, got {_show(doc)}")
     hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(doc) - names)
+    names = {f.name for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(str(k) for k in doc if k not in names)
     if unknown:
-        raise DataError(where, f"unknown key(s) {', '.join(unknown)} for {cls.__name__} "
+        raise DataError(where, f"unknown key(s) {', '.join(_prefix + k for k in unknown)} for {cls.__name__} "
                                f"(known: {', '.join(sorted(names))})")
     kwargs = {}
     for name, value in doc.items():
-        hint = hints[name]
-        if dataclasses.is_dataclass(hint):
-            value = build(hint, value or {}, f"{where}:{name}")
-        elif hint in (float,) and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        elif hint in (tuple, tuple[float, float], tuple[int, int]) or typing.get_origin(hint) is tuple:
-            value = tuple(value)
-        kwargs[name] = value
+        try:
+            kwargs[name] = _check(value, hints[name], _prefix + name, where)
+        except _Mismatch as exc:
+            raise DataError(where, f"{exc.key}: {_show(exc.value)} is not {_describe(exc.hint)}") from None
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as exc:
-        raise DataError(where, str(exc)) from None
+        raise DataError(where, f"{_prefix}{exc}") from None
 
 
 def load_config(cls: type[T], path: str | Path | None = None, overrides: Sequence[str] | dict = ()) -> T:
@@ -69,12 +182,22 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: Sequenc
     if path is not None:
         where = str(path)
         try:
-            doc = yaml.safe_load(Path(path).read_text()) or {}
+            doc = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise DataError(path, "config file not found") from None
+        except IsADirectoryError:
+            raise DataError(path, "is a folder, expected a YAML config file") from None
+        except UnicodeDecodeError as exc:
+            raise DataError(path, f"not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start})") from None
+        except OSError as exc:
+            raise DataError(path, f"cannot read the config ({exc.strerror or exc})") from None
         except yaml.YAMLError as exc:
             raise DataError(path, f"not valid YAML ({str(exc).splitlines()[0]})") from None
+        if doc is None:  # an empty file: the defaults
+            doc = {}
+        if not isinstance(doc, dict):
+            raise DataError(path, f"expected a mapping of settings (key: value lines), got a YAML {type(doc).__name__}")
     pairs = overrides if isinstance(overrides, dict) else parse_overrides(overrides)
     for key, value in pairs.items():
-        _set_dotted(doc, key, value)
+        _set_dotted(doc, key, value, where)
     return build(cls, doc, where)

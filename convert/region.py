@@ -26,6 +26,14 @@ class RegionPrior:
     along: float = 0.55   # carpal centre = forearm centroid + along * (metacarpal centroid - forearm centroid)
     side_ratio: float = 0.9  # carpal box side / distance between those two centroids (90th percentile)
 
+    def __post_init__(self):
+        # ValueError: convert.config.build prefixes the section and names the file
+        x0, y0, x1, y1 = self.mean_box
+        if not (0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1):
+            raise ValueError(f"mean_box: need 0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1, got {list(self.mean_box)}")
+        if not self.side_ratio > 0:
+            raise ValueError(f"side_ratio: need side_ratio > 0, got {self.side_ratio}")
+
 
 @dataclass(frozen=True)
 class RegionConfig:
@@ -34,6 +42,18 @@ class RegionConfig:
     square: bool = True       # stage 2 resizes to a square input; a square crop keeps the aspect
     min_carpals: int = 5      # fewer carpal bones found -> derive the region from the neighbours
     prior: RegionPrior = field(default_factory=RegionPrior)
+
+    def __post_init__(self):
+        # ValueError: convert.config.build prefixes the section and names the file
+        if not self.margin >= 0:
+            raise ValueError(f"margin: need margin >= 0, got {self.margin}")
+        if not 0 <= self.min_side <= 1:  # 0: no floor (fit_region_prior uses it)
+            raise ValueError(f"min_side: need 0 <= min_side <= 1, got {self.min_side}")
+        if not isinstance(self.square, bool):
+            raise ValueError(f"square: need true or false, got {self.square!r}")
+        # 0 would take the carpal path with no carpal found (and fail); above 8 (all carpals) it is never taken
+        if not 1 <= self.min_carpals <= len(CARPAL_INDICES):
+            raise ValueError(f"min_carpals: need 1 <= min_carpals <= {len(CARPAL_INDICES)}, got {self.min_carpals}")
 
 
 @dataclass(frozen=True)

@@ -10,18 +10,19 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+import shutil
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Callable, Sequence
 
 import cv2
 import numpy as np
 
-from .atomic import atomic_path, write_text
+from .atomic import atomic_path, replace_dir, write_text
 from .classes import CLASS_INDEX, CLASSES
 from .config import CONFIG_DIR, load_config
 from .dataset import IMAGE_DIR, LABEL_DIR, bounded_map
-from .errors import CascadeError
+from .errors import CascadeError, DataError
 from .masks import class_masks
 
 # ----------------------------------------------------------------------------------------------------------
@@ -90,6 +91,24 @@ FOREARM_SHAPES = {
 # ----------------------------------------------------------------------------------------------------------
 # Configuration: every tunable number; defaults equal configs/synth.yaml.
 # ----------------------------------------------------------------------------------------------------------
+MIN_SIZE, MAX_SIZE = 128, 4096  # image sides generate() accepts
+
+
+def _check_ranges(obj, signed: Sequence[str] = (), positive: Sequence[str] = ()) -> None:
+    """ValueError naming the first bad field: a [lo, hi] pair needs lo <= hi; numbers (a pair's lo) must be
+    >= 0 unless `signed`, > 0 if `positive`. Messages start with the key: convert.config.build adds the section."""
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        if isinstance(value, tuple):
+            if len(value) != 2 or not value[0] <= value[1]:
+                raise ValueError(f"{f.name}: need [lo, hi] with lo <= hi, got {list(value)}")
+            value = value[0]
+        if f.name in positive and not value > 0:
+            raise ValueError(f"{f.name}: need {f.name} > 0, got {value}")
+        if f.name not in signed and not value >= 0:
+            raise ValueError(f"{f.name}: need {f.name} >= 0, got {value}")
+
+
 @dataclass
 class PoseConfig:
     rotation_deg: float = 12.0
@@ -108,11 +127,23 @@ class PoseConfig:
     margin_frac: float = 0.01
     max_tries: int = 30
 
+    def __post_init__(self):
+        _check_ranges(self, signed=("spread_deg",), positive=("scale", "bent_foreshorten", "max_tries"))
+        if self.bent_wrist_prob > 1:
+            raise ValueError(f"bent_wrist_prob: need a probability within 0..1, got {self.bent_wrist_prob}")
+        if self.margin_frac >= 0.5:
+            raise ValueError(f"margin_frac: need margin_frac < 0.5 (a margin on each side), got {self.margin_frac}")
+
 
 @dataclass
 class PointsConfig:
     spacing_px: tuple[float, float] = (1.2, 14.0)
     min_points: int = 8
+
+    def __post_init__(self):
+        _check_ranges(self, positive=("spacing_px",))  # spacing is drawn log-uniform
+        if self.min_points < 3:
+            raise ValueError(f"min_points: need min_points >= 3 (a polygon), got {self.min_points}")
 
 
 @dataclass
@@ -133,6 +164,9 @@ class RenderConfig:
     headroom: tuple[float, float] = (1.0, 1.1)
     noise: tuple[float, float] = (0.01, 0.035)
     blur_px: tuple[float, float] = (0.6, 2.0)
+
+    def __post_init__(self):
+        _check_ranges(self, positive=("texture_cells",))
 
 
 @dataclass
@@ -317,7 +351,8 @@ def _annotate(pts: np.ndarray, size: int, rng: np.random.Generator, cfg: PointsC
     pts = _clip_to_box(pts, 0.0, size - 1.0)
     if len(pts) < 3:
         # make_hand's pose redraws prevent this unless the pose settings cannot fit a hand in the image.
-        raise CascadeError("a bone fell outside the image: reduce pose.scale or pose.shift_frac")
+        raise CascadeError("a bone fell outside the image: reduce pose.scale or pose.shift_frac, "
+                           "or raise pose.max_tries")
     closed = np.vstack([pts, pts[:1]])
     seg = np.hypot(*np.diff(closed, axis=0).T)
     arc = np.concatenate([[0.0], np.cumsum(seg)])
@@ -519,18 +554,24 @@ def _write_png(path: Path, image: np.ndarray) -> None:
 
 def generate(out: str | Path, patients: int, test_patients: int = 0, size: int = 512, seed: int = 0,
              cfg: SynthConfig | None = None, progress: Callable[[int, int], None] | None = None,
-             workers: int | None = None) -> dict:
+             workers: int | None = None, overwrite: bool = False) -> dict:
     """Write `patients` labelled patients under out/train and `test_patients` unlabelled ones under out/test
     (IDs continue after train), two hands each, on `workers` threads (default: one per core). Same arguments
-    -> byte-identical files, whatever the number of workers."""
+    -> byte-identical files, whatever the number of workers. The files are written into a sibling folder that
+    replaces `out` only when complete; an `out` that is not empty is refused unless overwrite."""
     if patients < 0 or test_patients < 0:
         raise CascadeError("patient counts must be >= 0")
     if seed < 0:
         raise CascadeError(f"seed must be >= 0, got {seed}")
-    if not 128 <= size <= 4096:
-        raise CascadeError(f"image size must be within 128..4096, got {size}")
+    if not MIN_SIZE <= size <= MAX_SIZE:
+        raise CascadeError(f"image size must be within {MIN_SIZE}..{MAX_SIZE}, got {size}")
     cfg = cfg or load_synth_config()
-    out = Path(out)
+    root, out = Path(out), Path(out).resolve()  # resolved: "." has no name and no sibling
+    if out.exists() and not out.is_dir():
+        raise DataError(out, "exists and is not a folder")
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        # adding to an existing set would mix sizes and seeds, and overwrite images of the same name
+        raise DataError(out, "output folder exists and is not empty (choose a new or empty folder)")
     jobs = []
     for number in range(1, patients + test_patients + 1):
         split = "train" if number <= patients else "test"
@@ -541,18 +582,33 @@ def generate(out: str | Path, patients: int, test_patients: int = 0, size: int =
         split, number, hand, stem, left = job
         patient = f"ID{number:03d}"
         rng = _rng(seed, number, _STREAM_IMAGE, hand)  # one stream per image: any order gives the same files
-        polygons = make_hand(rng, size, left, cfg)
-        _write_png(out / split / IMAGE_DIR / patient / f"{stem}.png", render(polygons, size, rng, cfg))
+        try:
+            polygons = make_hand(rng, size, left, cfg)
+        except CascadeError as exc:  # name the image; nothing is left in `out`
+            raise DataError(out / split / IMAGE_DIR / patient / f"{stem}.png", f"not generated ({exc}); "
+                                                                               f"nothing was written") from None
+        _write_png(tmp / split / IMAGE_DIR / patient / f"{stem}.png", render(polygons, size, rng, cfg))
         if split == "train":
             doc = _annotation_doc(polygons, stem, patient, rng)
-            write_text(out / split / LABEL_DIR / patient / f"{stem}.json", json.dumps(doc))
+            write_text(tmp / split / LABEL_DIR / patient / f"{stem}.json", json.dumps(doc))
         return split
 
     counts = {"train": 0, "test": 0}
-    for done, split in enumerate(bounded_map(write_image, jobs, workers or os.cpu_count() or 1), 1):
-        counts[split] += 1
-        if progress is not None:
-            progress(done, len(jobs))
-    return {"root": str(out), "train": str(out / "train"), "test": str(out / "test"), "size": size,
+    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:  # bounded_map waits for its threads before an error leaves it: none writes into tmp after the rmtree
+        for done, split in enumerate(bounded_map(write_image, jobs, workers or os.cpu_count() or 1), 1):
+            counts[split] += 1
+            if progress is not None:
+                progress(done, len(jobs))
+        if out.is_dir() and not any(out.iterdir()):
+            for part in tmp.iterdir():  # into the folder itself: it may be a mount point or someone's cwd
+                os.replace(part, out / part.name)
+        else:
+            replace_dir(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return {"root": str(root), "train": str(root / "train"), "test": str(root / "test"), "size": size,
             "seed": seed, "patients": patients, "test_patients": test_patients,
             "train_images": counts["train"], "test_images": counts["test"]}

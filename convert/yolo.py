@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 import yaml
 
-from .atomic import write_text
+from .atomic import replace_dir, write_text
 from .classes import CLASSES
 from .dataset import Item, Sample, bounded_map, scan, try_load_sample
 from .errors import DataError, Problem
@@ -154,7 +154,7 @@ def convert_to_yolo(
                 raise DataError(data, f"the {split} split is empty (fold {fold} of {folds}, "
                                       f"{len(assignment)} patients); use fewer folds or more patients")
         _write_meta(tmp, rows, assignment, folds, seed)
-        _replace_dir(tmp, out)
+        replace_dir(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return ConvertResult(out, counts, problems)
@@ -176,14 +176,3 @@ def _write_meta(tmp: Path, rows: list, assignment: dict[str, int], folds: int, s
     writer.writerow(("split", "file", "patient", "fold", "source", "height", "width"))
     writer.writerows(sorted(rows))
     write_text(tmp / "index.csv", buf.getvalue())
-
-
-def _replace_dir(tmp: Path, out: Path) -> None:
-    """Move the finished tmp folder to out; an existing out is swapped away first and deleted after."""
-    old = None
-    if out.exists():
-        old = out.parent / f".{out.name}.old-{os.getpid()}"
-        os.replace(out, old)
-    os.replace(tmp, out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)

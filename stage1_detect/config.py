@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from convert.config import CONFIG_DIR, load_config, parse_overrides
-from convert.errors import CascadeError
+from convert.errors import CascadeError, DataError
 from convert.region import RegionConfig
 
 OWN_KEYS = ("model", "conf", "region")
@@ -21,6 +21,11 @@ class Stage1Config:
     conf: float = 0.01
     region: RegionConfig = field(default_factory=RegionConfig)
     ultralytics: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        # checked here, not at predict time: conf is saved into the trained weights
+        if not 0 <= self.conf <= 1:
+            raise ValueError(f"conf: need 0 <= conf <= 1, got {self.conf}")
 
 
 def load_stage1_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> Stage1Config:
@@ -38,13 +43,14 @@ def load_stage1_config(path: str | Path | None = None, overrides: Sequence[str] 
         else:
             raise CascadeError(f"unknown setting {key!r}: not a stage 1 key ({', '.join(OWN_KEYS)}) "
                                "nor an ultralytics training argument")
-    cfg = load_config(Stage1Config, path or CONFIG_DIR / "stage1.yaml", routed)
+    path = path or CONFIG_DIR / "stage1.yaml"
+    cfg = load_config(Stage1Config, path, routed)
     unknown = sorted(set(cfg.ultralytics) - set(DEFAULT_CFG_DICT))
     if unknown:
-        raise CascadeError(f"{path or 'configs/stage1.yaml'}: unknown ultralytics argument(s) {', '.join(unknown)}")
+        raise DataError(path, f"unknown ultralytics argument(s) {', '.join(unknown)}")
     for ours in ("data", "model", "task", "mode"):
         if ours in cfg.ultralytics:
-            raise CascadeError(f"{ours!r} is set by cascade, not under `ultralytics:`")
+            raise DataError(path, f"ultralytics.{ours}: set by cascade, not under `ultralytics:`")
     return cfg
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+import math
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -13,17 +14,19 @@ from convert.region import RegionConfig
 
 SCHEDULERS = ("cosine", "onecycle")
 ENCODER_STRIDE = 32  # a 5-stage encoder halves the input 5 times: the side must divide by 2**5
+DECODER_DEPTH = 5    # smp's UNet with a 5-stage encoder: one decoder width per stage
 
 
-def _coerce_floats(obj) -> None:
-    """YAML reads `1e-3` (no dot) as a string; accept it wherever a float is expected."""
-    for f in fields(obj):
-        value = getattr(obj, f.name)
-        if f.type in ("float", "float | None") and isinstance(value, str):
-            try:
-                setattr(obj, f.name, float(value))
-            except ValueError:
-                raise ValueError(f"{f.name}: {value!r} is not a number") from None
+def _within(obj, key: str, lo: float, hi: float = math.inf, lo_open: bool = False, hi_open: bool = False) -> None:
+    """ValueError unless lo <= value <= hi (< where open); the message starts with the key, so that
+    convert.config.build can prefix the section."""
+    value = getattr(obj, key)
+    if (value <= lo if lo_open else value < lo) or (value >= hi if hi_open else value > hi):
+        if hi == math.inf:
+            need = f"{key} {'>' if lo_open else '>='} {lo}"
+        else:
+            need = f"{lo} {'<' if lo_open else '<='} {key} {'<' if hi_open else '<='} {hi}"
+        raise ValueError(f"{key}: need {need}, got {value}")
 
 
 @dataclass
@@ -32,9 +35,6 @@ class JitterConfig:
 
     shift: float = 0.08                            # centre moves up to this fraction of the region's side
     scale: tuple[float, float] = (0.85, 1.2)       # the side is multiplied by a factor in this range
-
-    def __post_init__(self):
-        _coerce_floats(self)
 
 
 @dataclass
@@ -50,7 +50,10 @@ class AugmentConfig:
     clahe_tiles: int = 8
 
     def __post_init__(self):
-        _coerce_floats(self)
+        for key in ("rotate_prob", "hflip", "brightness_contrast_prob", "brightness", "contrast"):
+            _within(self, key, 0, 1)
+        _within(self, "clahe_clip", 0, lo_open=True)
+        _within(self, "clahe_tiles", 1)
 
 
 @dataclass
@@ -59,7 +62,7 @@ class NormalizeConfig:
     std: float = 0.226
 
     def __post_init__(self):
-        _coerce_floats(self)
+        _within(self, "std", 0, lo_open=True)  # divides: 0 trains to NaN
 
 
 @dataclass
@@ -105,8 +108,7 @@ class Stage2Config:
     region: RegionConfig = field(default_factory=RegionConfig)
 
     def __post_init__(self):
-        # ValueError: convert.config.build turns it into one line naming the config file
-        _coerce_floats(self)
+        # ValueError: convert.config.build turns it into one line naming the config file (and checked the types)
         self.class_thresholds = {str(k): float(v) for k, v in (self.class_thresholds or {}).items()}
         self.train_classes = list(self.train_classes)
         self.paste_classes = list(self.paste_classes)
@@ -142,6 +144,23 @@ class Stage2Config:
             raise ValueError("jitter: need 0 < scale[0] <= scale[1] and 0 <= shift < 0.5")
         if not 0 <= self.augment.rotate <= 45:
             raise ValueError("augment.rotate must be within 0..45 degrees")
+        for key in ("name", "out"):
+            if not str(getattr(self, key)).strip():
+                raise ValueError(f"{key}: need a non-empty name, got {getattr(self, key)!r}")
+        _within(self, "lr", 0, lo_open=True)
+        _within(self, "weight_decay", 0)
+        _within(self, "warmup_epochs", 0)
+        _within(self, "min_lr_ratio", 0, 1, lo_open=True)
+        _within(self, "threshold", 0, 1, lo_open=True, hi_open=True)
+        for name, value in self.class_thresholds.items():
+            if not 0 < value < 1:
+                raise ValueError(f"class_thresholds.{name}: {value} is outside (0, 1)")
+        if self.dice_weight < 0 or self.bce_weight < 0 or self.dice_weight + self.bce_weight == 0:
+            raise ValueError("dice_weight and bce_weight must be >= 0 and not both 0")
+        channels = tuple(self.decoder_channels)
+        if len(channels) != DECODER_DEPTH or min(channels) < 1:
+            raise ValueError(f"decoder_channels: need {DECODER_DEPTH} positive numbers (one per UNet decoder stage), "
+                             f"got {list(channels)}")
 
     @property
     def run_dir(self) -> Path:

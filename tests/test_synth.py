@@ -11,7 +11,7 @@ import pytest
 
 from convert.classes import CLASS_INDEX, CLASSES, NUM_CLASSES
 from convert.dataset import LABEL_DIR, load_sample, scan
-from convert.errors import CascadeError
+from convert.errors import CascadeError, DataError
 from convert.masks import class_masks
 from convert.pose import is_bent
 from convert.synth import SynthConfig, generate, load_synth_config, make_hand, render
@@ -199,3 +199,27 @@ def test_bad_arguments_are_user_errors(tmp_path):
         generate(tmp_path, patients=1, seed=-1)
     with pytest.raises(CascadeError):
         generate(tmp_path, patients=-1)
+
+
+def test_a_failed_run_leaves_nothing_and_names_the_image(tmp_path):
+    cfg = load_synth_config(overrides=["pose.scale=[1.2, 1.6]", "pose.max_tries=1"])  # hands too big to fit
+    with pytest.raises(DataError) as err:
+        generate(tmp_path / "out", patients=3, size=128, cfg=cfg, workers=2)
+    assert re.search(r"out/train/DCM/ID\d{3}/image\d{13}(_[RL])?\.png$", err.value.path), err.value
+    assert "fell outside" in err.value.reason and "\n" not in str(err.value)
+    assert list(tmp_path.iterdir()) == []  # neither out nor its temporary sibling
+
+
+def test_a_non_empty_folder_is_refused_and_kept(tmp_path):
+    root = tmp_path / "set"
+    generate(root, patients=1, size=128, seed=0)
+    before = files(root)
+    with pytest.raises(DataError, match="not empty"):
+        generate(root, patients=2, size=256, seed=1)
+    assert files(root) == before
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(DataError, match="not a folder"):
+        generate(tmp_path / "file", patients=1, size=128)
+    generate(root, patients=1, size=128, seed=1, overwrite=True)  # replaces the whole set
+    assert len(files(root)) == 4 and not set(files(root)) & set(before)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "set"]  # no temporary folder left
