@@ -100,9 +100,10 @@ def _finish(cx: float, cy: float, w: float, h: float, hw: tuple[int, int], cfg: 
     w, h = min(max(w, floor), W), min(max(h, floor), H)
     x0 = min(max(cx - w / 2, 0.0), W - w)
     y0 = min(max(cy - h / 2, 0.0), H - h)
-    box = (int(round(x0)), int(round(y0)), int(round(x0 + w)), int(round(y0 + h)))
-    box = (max(box[0], 0), max(box[1], 0), min(box[2], W), min(box[3], H))
-    return Region(box, source)
+    # at least one pixel each way, inside the image: rounding could leave a tiny image's box empty
+    bx0, by0 = min(max(int(round(x0)), 0), W - 1), min(max(int(round(y0)), 0), H - 1)
+    bx1, by1 = min(max(int(round(x0 + w)), bx0 + 1), W), min(max(int(round(y0 + h)), by0 + 1), H)
+    return Region((bx0, by0, bx1, by1), source)
 
 
 def carpal_region(masks: np.ndarray, cfg: RegionConfig = RegionConfig()) -> Region:

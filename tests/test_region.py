@@ -80,3 +80,9 @@ def test_neighbour_centroid_is_the_mean_of_every_labelled_pixel():
     ys, xs = np.nonzero(masks[3] | masks[7])
     np.testing.assert_array_equal(_centroid(masks, (3, 7, 11)), [xs.mean(), ys.mean()])
     assert _centroid(masks, (11,)) is None
+
+
+def test_any_image_size_gets_a_region_of_at_least_one_pixel_inside_it():
+    for hw in [(1, 1), (2, 3), (5, 7), (7, 5), (1, 40), (2048, 2048)]:
+        x0, y0, x1, y1 = carpal_region(np.zeros((NUM_CLASSES, *hw), np.uint8)).box
+        assert 0 <= x0 < x1 <= hw[1] and 0 <= y0 < y1 <= hw[0], hw
