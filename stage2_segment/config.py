@@ -86,7 +86,7 @@ class Stage2Config:
     dice_weight: float = 1.0
     bce_weight: float = 1.0
     workers: int = 8
-    device: str | None = None
+    device: str | int | None = None
     amp: bool = True
     channels_last: bool = True
     seed: int = 0

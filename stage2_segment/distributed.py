@@ -33,10 +33,12 @@ def launched_by_torchrun() -> bool:
     return all(k in os.environ for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR"))
 
 
-def pick_device(preference: str | None, local_rank: int) -> torch.device:
+def pick_device(preference: str | int | None, local_rank: int) -> torch.device:
     """null -> this process's GPU when there is one, else the CPU; 'cuda' means this process's GPU."""
     if preference in (None, "", "auto"):
         preference = "cuda" if torch.cuda.is_available() else "cpu"
+    if isinstance(preference, int) or str(preference).isdecimal():  # `device=0`, as ultralytics takes it
+        preference = f"cuda:{int(preference)}"
     try:
         device = torch.device(preference)
     except RuntimeError:
@@ -50,7 +52,7 @@ def pick_device(preference: str | None, local_rank: int) -> torch.device:
     return device
 
 
-def setup(preference: str | None) -> tuple[Dist, torch.device]:
+def setup(preference: str | int | None) -> tuple[Dist, torch.device]:
     if not launched_by_torchrun():
         return Dist(), pick_device(preference, 0)
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
