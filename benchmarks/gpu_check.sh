@@ -5,7 +5,7 @@
 # variable, so the same script runs as a small dry run on a CPU:
 #
 #   benchmarks/gpu_check.sh                                   # on a GPU machine, from the repository root
-#   DEVICE=cpu PATIENTS=4 SIZE=512 S1_MODEL=yolo11n-seg S1_IMGSZ=128 S2_INPUT=64 EPOCHS=1 IMAGES=2 \
+#   DEVICE=cpu PATIENTS=6 SIZE=512 S1_MODEL=yolo11n-seg S1_IMGSZ=128 S2_INPUT=64 EPOCHS=1 IMAGES=2 \
 #       benchmarks/gpu_check.sh                               # dry run of every step on a CPU (~2 min)
 #
 # Logs and tables go to $OUT (default gpu_check_out/). Assumes the packages are importable (`pip install -e .`,
