@@ -122,15 +122,20 @@ def test_visualize_with_both_stages_writes_the_comparison(stage1_run, stage2_run
     assert (tmp_path / "v.png").exists() and (tmp_path / "v_compare.png").exists()
 
 
-def test_demo_runs_end_to_end_on_a_tiny_config(tmp_path):
-    result = run("demo", "--out", tmp_path / "demo", "patients=6", "test_patients=1", "size=192", "folds=3",
-                 "stage1_imgsz=128", "stage1_overrides=[epochs=1, batch=4, workers=0]",
-                 "stage2_overrides=[epochs=1, input_size=64, 'decoder_channels=[16,16,16,16,16]']",
-                 "overlays=1", "device=cpu")
+def test_demo_runs_end_to_end_on_a_tiny_config_and_again_into_the_same_folder(tmp_path):
+    tiny = ["demo", "--out", tmp_path / "demo", "patients=6", "test_patients=1", "size=192", "folds=3",
+            "stage1_imgsz=128", "stage1_overrides=[epochs=1, batch=4, workers=0]",
+            "stage2_overrides=[epochs=1, input_size=64, 'decoder_channels=[16,16,16,16,16]']",
+            "overlays=1", "device=cpu"]
+    result = run(*tiny)
     assert result.exit_code == 0, result.output
     for name in ("submission.csv", "evaluation/dice.csv", "evaluation/dice.png", "evaluation/paste.json"):
         assert (tmp_path / "demo" / name).exists(), name
     assert "[8/8]" in result.output
+    first = (tmp_path / "demo" / "submission.csv").read_bytes()
+    again = run(*tiny)  # `make demo` twice: everything is replaced, not refused or mixed
+    assert again.exit_code == 0, again.output
+    assert (tmp_path / "demo" / "submission.csv").read_bytes() == first
 
 
 @pytest.mark.parametrize("largest", [False, True])
