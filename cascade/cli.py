@@ -259,8 +259,9 @@ def merge_submissions_cmd(parts, out, images):
 @click.option("--fold", "folds", multiple=True, type=click.IntRange(0),
               help="Held-out fold to score (default 0). Repeat it, with one --stage1 (and --stage2) per fold in the "
                    "same order, to pool the folds: every image scored by the models that never saw it.")
-@click.option("--stage1", multiple=True, type=click.Path(path_type=Path), help="Stage 1 weights (.pt) of the fold.")
-@click.option("--stage2", multiple=True, type=click.Path(path_type=Path), help="Stage 2 checkpoint of the fold.")
+@click.option("--stage1", multiple=True, help="Stage 1 weights (.pt) of the fold; a,b,c (commas) scores their "
+                                              "ensemble, as repeated --stage1 in predict makes it.")
+@click.option("--stage2", multiple=True, help="Stage 2 checkpoint of the fold; a,b,c scores their ensemble.")
 @click.option("--submission", type=click.Path(path_type=Path), help="Score this submission CSV instead of models.")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Report folder.")
 @click.option("--device", default=None, help="cpu, cuda, cuda:0 ...")
@@ -296,13 +297,21 @@ def evaluate(data, folds_file, folds, stage1, stage2, submission, out, device, t
         if len(stage1) != len(folds) or len(stage2) not in (0, len(folds)):
             raise CascadeError(f"{len(folds)} fold(s) need as many --stage1 (got {len(stage1)}) and --stage2 "
                                f"(got {len(stage2)}; or none), in the order of the folds")
-        runs = list(zip(folds, stage1, stage2 or [None] * len(folds)))
+        runs = list(zip(folds, map(_models, stage1), map(_models, stage2) if stage2 else [None] * len(folds)))
         with Progress("evaluating") as progress:
             scores, plan = evaluate_folds(data, folds_file, runs, device=device, tta_hflip=tta, progress=progress,
                                           bent_share=bent_share)
     paths = write_report(scores, out, plan, bent_share=bent_share)
     click.echo(paths["markdown"].read_text())
     click.echo("wrote " + ", ".join(str(p) for p in paths.values()))
+
+
+def _models(text: str) -> Path | list[Path]:
+    """One fold's model, or its ensemble written a,b,c."""
+    paths = [Path(p.strip()) for p in text.split(",") if p.strip()]
+    if not paths:
+        raise CascadeError(f"--stage1/--stage2 {text!r}: no model path")
+    return paths[0] if len(paths) == 1 else paths
 
 
 def _share(text: str) -> float | None:

@@ -105,6 +105,18 @@ def test_folds_pool_out_of_fold_into_one_report(stage1_run, stage2_run, synth_ro
         assert result.exit_code == 2 and result.output.startswith("error:") and not (tmp_path / "r2").exists()
 
 
+def test_evaluate_scores_an_ensemble_given_with_commas(stage1_run, stage2_run, synth_root, yolo_set, tmp_path):
+    base = ["evaluate", "--data", synth_root / "train", "--folds", yolo_set / "folds.json", "--device", "cpu"]
+    single = run(*base, "--out", tmp_path / "one", "--stage1", stage1_run.best, "--stage2", stage2_run.best)
+    twice = run(*base, "--out", tmp_path / "two", "--stage1", f"{stage1_run.best},{stage1_run.best}",
+                "--stage2", f"{stage2_run.best}, {stage2_run.best}")
+    assert single.exit_code == 0 and twice.exit_code == 0, twice.output
+    # one model twice is that model: a vote of identical masks, a mean of identical probabilities
+    assert (tmp_path / "one" / "dice.csv").read_bytes() == (tmp_path / "two" / "dice.csv").read_bytes()
+    missing = run(*base, "--out", tmp_path / "three", "--stage1", f"{stage1_run.best},{tmp_path / 'none.pt'}")
+    assert missing.exit_code == 2 and "none.pt" in missing.output
+
+
 def test_an_empty_plan_reproduces_stage1_only(stage1_run, stage2_run, synth_root, tmp_path):
     PastePlan((), {}).save(tmp_path / "none.json")
     common = ["--stage1", stage1_run.best, "--images", synth_root / "test" / "DCM", "--device", "cpu"]
