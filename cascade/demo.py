@@ -11,7 +11,7 @@ import torch
 
 from convert.check import check_dataset
 from convert.config import CONFIG_DIR, load_config
-from convert.errors import CascadeError
+from convert.errors import CascadeError, DataError
 from convert.folds import FOLDS_FILE
 from convert.pose import TEST_BENT_SHARE
 from convert.synth import MAX_SIZE, MIN_SIZE, generate, load_synth_config
@@ -36,7 +36,7 @@ class DemoConfig:
 
     def __post_init__(self):
         # ValueError: convert.config.build names the config file; checked before any work starts
-        for key, low in (("patients", 1), ("test_patients", 0), ("seed", 0), ("folds", 2), ("stage1_imgsz", 32),
+        for key, low in (("patients", 1), ("test_patients", 1), ("seed", 0), ("folds", 2), ("stage1_imgsz", 32),
                          ("overlays", 0)):
             if getattr(self, key) < low:
                 raise ValueError(f"{key}: need {key} >= {low}, got {getattr(self, key)}")
@@ -48,6 +48,9 @@ class DemoConfig:
             raise ValueError(f"folds: need folds <= patients ({self.patients}), got {self.folds}")
 
 
+DEMO_MARKER = ".cascade-demo"  # marks a folder the demo may replace on its next run
+
+
 def load_demo_config(path=None, overrides=()) -> DemoConfig:
     return load_config(DemoConfig, path or CONFIG_DIR / "demo.yaml", overrides)
 
@@ -56,8 +59,10 @@ def run_demo(out: str | Path, cfg: DemoConfig, echo: Callable[[str], None] = pri
     """synth -> check -> convert -> train stage 1 -> train stage 2 -> evaluate (held-out patients) ->
     predict the test images -> validate the submission -> overlays."""
     from stage1_detect.config import load_stage1_config
+    from stage1_detect.train import check_settings as check_stage1
     from stage1_detect.train import train_stage1
     from stage2_segment.config import load_stage2_config
+    from stage2_segment.train import check_settings as check_stage2
     from stage2_segment.train import train_stage2
 
     from .evaluate import evaluate_cascade, held_out
@@ -80,10 +85,18 @@ def run_demo(out: str | Path, cfg: DemoConfig, echo: Callable[[str], None] = pri
     s1_cfg = load_stage1_config(CONFIG_DIR / cfg.stage1_config, [
         f"imgsz={cfg.stage1_imgsz}", f"project={out / 'runs' / 'stage1'}", "name=demo",
         f"device={'cpu' if device == 'cpu' else device.split(':')[-1]}", *cfg.stage1_overrides])
-    s2_cfg = load_stage2_config(CONFIG_DIR / cfg.stage2_config, [
+    s2_cfg = load_stage2_config(CONFIG_DIR / cfg.stage2_config, [  # new data each run: stage 2 starts over too
         f"folds_file={folds_file}", f"fold={cfg.fold}", f"out={out / 'runs' / 'stage2'}", "name=demo",
-        f"device={device}", *cfg.stage2_overrides])
+        f"device={device}", "resume=false", *cfg.stage2_overrides])
     synth_cfg = load_synth_config()
+    check_stage1(s1_cfg)
+    check_stage2(s2_cfg)
+    # the demo replaces what it wrote before, and nothing else: a folder it did not make is refused
+    marker = out / DEMO_MARKER
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not marker.is_file():
+        raise DataError(out, "exists and was not written by `cascade demo`; choose a new or empty folder")
+    out.mkdir(parents=True, exist_ok=True)
+    marker.write_text("written by `cascade demo`; a rerun replaces this folder's contents\n")
 
     generate(data, cfg.patients, cfg.test_patients, size=cfg.size, seed=cfg.seed, cfg=synth_cfg, overwrite=True)
     step(1, f"generated {2 * cfg.patients} labelled + {2 * cfg.test_patients} test images in {data}")

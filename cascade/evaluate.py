@@ -185,20 +185,25 @@ def evaluate_folds(data: str | Path, folds_file: str | Path,
     straight wrists of the training distribution but hurts bent ones is not shipped to a test set of mostly
     bent wrists. Without stage 2 (every run's stage2 None), stage 1 alone and no plan. A run's stage1 or stage2
     may be a list, an ensemble (see Cascade), scored honestly only if none of its members saw the fold."""
-    from .pipeline import Cascade
+    from .pipeline import Cascade, paths_of
 
     folds = [fold for fold, _, _ in runs]
     if not runs or len(set(folds)) != len(folds):
         raise CascadeError(f"each fold is evaluated once: got folds {folds}")
     if len({s2 is None for _, _, s2 in runs}) > 1:
         raise CascadeError("give a stage 2 checkpoint for every fold or for none")
+    for _, stage1, stage2 in runs:  # every fold's files before the first fold's long scoring
+        for path in paths_of(stage1) + (paths_of(stage2) if stage2 is not None else []):
+            if not Path(path).is_file():
+                raise DataError(path, "model file not found")
     items = {fold: held_out(data, folds_file, fold) for fold in folds}
     total, done, scores, candidates = sum(len(v) for v in items.values()), 0, Scores(), None
     for fold, stage1, stage2 in runs:
         model = Cascade(stage1, stage2, device=device, tta_hflip=tta_hflip, conf=conf)
         if model.stage2 is not None:
             if candidates is not None and model.plan.classes != candidates.classes:
-                raise CascadeError(f"{stage2}: pastes other classes than the first fold's checkpoint")
+                names = ", ".join(map(str, paths_of(stage2)))
+                raise CascadeError(f"{names}: pastes other classes than the first fold's checkpoint")
             candidates = candidates or model.plan
             channel = {c: j for j, c in enumerate(model.stage2.train_classes)}
         for start in range(0, len(items[fold]), batch):

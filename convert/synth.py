@@ -604,7 +604,7 @@ def generate(out: str | Path, patients: int, test_patients: int = 0, size: int =
                 progress(done, len(jobs))
         if out.is_dir() and not any(out.iterdir()):
             for part in tmp.iterdir():  # into the folder itself: it may be a mount point or someone's cwd
-                os.replace(part, out / part.name)
+                shutil.move(part, out / part.name)  # a mount point is another file system: rename may not do
         else:
             replace_dir(tmp, out)
     finally:

@@ -104,8 +104,8 @@ def convert_to_yolo(
     if not 0 <= fold < folds:
         raise DataError("--fold", f"fold {fold} is not in 0..{folds - 1}")
     source = data.resolve()
-    if source == out or out in source.parents:  # --overwrite would delete the labelled set itself
-        raise DataError(out, f"holds the data being converted ({data}); write the YOLO set elsewhere")
+    if source == out or out in source.parents or source in out.parents:  # --overwrite would delete the data
+        raise DataError(out, f"holds or lies inside the data being converted ({data}); write the YOLO set elsewhere")
     if out.exists() and not out.is_dir():
         raise DataError(out, "is a file; expected a folder to write the YOLO set into")
     if out.exists() and any(out.iterdir()) and not overwrite:

@@ -103,6 +103,9 @@ def check_ultralytics_args(args: dict, where: str) -> None:
         get_cfg(overrides={k: v for k, v in args.items() if k != "device"})
     except (TypeError, ValueError, SyntaxError) as exc:
         raise DataError(where, str(exc).strip().splitlines()[0]) from None
+    imgsz = args.get("imgsz")  # ultralytics checks it only once training has set up (and written its folder)
+    if imgsz is not None and (type(imgsz) is not int or imgsz < 32):
+        raise DataError(where, f"imgsz {imgsz!r}: expected a whole number of pixels, at least 32")
     device = args.get("device")
     if device is None:
         return
@@ -134,12 +137,18 @@ def _amp_check_without_download(trainer) -> None:
     engine.check_amp = check_amp
 
 
+def check_settings(cfg: Stage1Config) -> str:
+    """What can be checked of the settings without data (ultralytics' arguments, the device, the model name or
+    file), before anything is read or written; returns the model file."""
+    check_ultralytics_args(cfg.ultralytics, "stage 1 settings")
+    return resolve_model(cfg.model)
+
+
 def train_stage1(data: str | Path, cfg: Stage1Config) -> Stage1Run:
     """Train; the weights carry our config and the region prior measured on the training labels."""
     yaml_path = check_yolo_data(data)
-    model_file = resolve_model(cfg.model)
+    model_file = check_settings(cfg)
     args = dict(cfg.ultralytics)
-    check_ultralytics_args(args, "stage 1 settings")
     prior = fit_region_prior(_label_masks(yaml_path), cfg.region)  # before training: a bad label fails at once
     offline.ensure_font()
     from ultralytics import YOLO

@@ -83,7 +83,11 @@ def load_checkpoint(path: str | Path, need_resume: bool = False) -> dict:
 
 
 def check_same(ckpt: dict, meta: dict, path: str | Path) -> None:
-    """A checkpoint resumed under a config must describe the same network and classes."""
+    """A checkpoint resumed under a config must describe the same network and classes, and have trained on the
+    same images with the same validation fold (older checkpoints did not record the split)."""
+    if "split" in ckpt and "split" in meta and ckpt["split"] != meta["split"]:
+        raise CascadeError(f"{path}: was trained on other images or another validation fold than this run's "
+                           "(other data, fold, folds file or seed); use another run name, or resume=false")
     for key in SAME_FOR_RESUME:
         if plain(ckpt[key]) != plain(meta[key]):
             raise CascadeError(f"{path}: was trained with {key}={_short(ckpt[key])}, the config asks for "

@@ -7,6 +7,7 @@ continues after its epoch with its optimizer, scheduler and scaler states; `resu
 from __future__ import annotations
 
 import csv
+import hashlib
 import math
 import time
 from dataclasses import dataclass, field
@@ -57,6 +58,13 @@ def checkpoint_meta(cfg: Stage2Config) -> dict:
             if cfg.bent_share is not None else ""),
         "config": cfg,
     })
+
+
+def split_digest(split) -> str:
+    """Which images trained and which validated, by patient and file name (so a moved dataset still matches):
+    resuming on other images or another fold would leak validation patients into training."""
+    names = ["\n".join(sorted(f"{it.patient}/{it.name}" for it in part)) for part in (split.train, split.val)]
+    return hashlib.sha1("\n|\n".join(names).encode()).hexdigest()
 
 
 def lr_factor(kind: str, step: int, total: int, warmup: int, min_ratio: float) -> float:
@@ -147,6 +155,13 @@ def _write_metrics(path: Path, row: dict) -> None:
         writer.writerow(row)
 
 
+def check_settings(cfg: Stage2Config) -> None:
+    """What can be checked of the settings without data (the device, the encoder and its weights), before
+    anything is read or written."""
+    distributed.pick_device(cfg.device, 0)
+    build_unet(cfg.encoder, len(cfg.train_classes), cfg.decoder_channels, cfg.encoder_weights)
+
+
 def train_stage2(data: str | Path, cfg: Stage2Config, log: Callable[[str], None] = print) -> Stage2Run:
     """Train on the labelled set at data (DCM/ + outputs_json/); returns where best.pt and last.pt are."""
     found = scan_labelled(data)
@@ -162,7 +177,7 @@ def _train(data, cfg: Stage2Config, split, dist: distributed.Dist, device: torch
     run_dir = cfg.run_dir
     best_path, last_path, metrics_path = run_dir / "best.pt", run_dir / "last.pt", run_dir / "metrics.csv"
     torch.manual_seed(cfg.seed + dist.rank)
-    meta = checkpoint_meta(cfg)
+    meta = {**checkpoint_meta(cfg), "split": split_digest(split)}
     resumed = None
     if cfg.resume and last_path.is_file():  # checked before anything is written: a mismatch changes nothing
         resumed = load_checkpoint(last_path, need_resume=True)

@@ -115,6 +115,10 @@ def test_evaluate_scores_an_ensemble_given_with_commas(stage1_run, stage2_run, s
     assert (tmp_path / "one" / "dice.csv").read_bytes() == (tmp_path / "two" / "dice.csv").read_bytes()
     missing = run(*base, "--out", tmp_path / "three", "--stage1", f"{stage1_run.best},{tmp_path / 'none.pt'}")
     assert missing.exit_code == 2 and "none.pt" in missing.output
+    later = run(*base, "--out", tmp_path / "four", "--fold", 0, "--fold", 1, "--stage1", stage1_run.best,
+                "--stage1", f"{stage1_run.best},{tmp_path / 'none.pt'}")  # fold 1's member, found before fold 0 runs
+    assert later.exit_code == 2 and "none.pt: model file not found" in later.output
+    assert "evaluating" not in later.output
 
 
 def test_an_empty_plan_reproduces_stage1_only(stage1_run, stage2_run, synth_root, tmp_path):

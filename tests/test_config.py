@@ -156,7 +156,23 @@ def test_demo_checks_its_stage_configs_before_any_work(tmp_path):
     from cascade.demo import load_demo_config, run_demo
 
     for override, words in (("stage2_overrides=[epochs=abc]", "epochs: 'abc' is not an integer"),
-                            ("stage1_config=missing.yaml", "config file not found")):
+                            ("stage1_config=missing.yaml", "config file not found"),
+                            ("stage1_overrides=[imgsz=abc]", "imgsz 'abc'"),
+                            ("stage1_overrides=[device=foo]", "device 'foo'"),
+                            ("stage2_overrides=[encoder=resnet999]", "not a segmentation-models-pytorch encoder")):
         with pytest.raises(CascadeError, match=words):
             run_demo(tmp_path / "demo", load_demo_config(None, [override, "device=cpu"]), echo=lambda _: None)
     assert not (tmp_path / "demo").exists()
+    with pytest.raises(CascadeError, match="test_patients"):  # the demo predicts its test images
+        load_demo_config(None, ["test_patients=0"])
+
+
+def test_demo_replaces_only_a_folder_it_wrote(tmp_path):
+    from cascade.demo import load_demo_config, run_demo
+
+    project = tmp_path / "project"
+    (project / "data").mkdir(parents=True)
+    (project / "data" / "NOTES.txt").write_text("mine")
+    with pytest.raises(CascadeError, match="not written by `cascade demo`"):
+        run_demo(project, load_demo_config(None, ["device=cpu"]), echo=lambda _: None)
+    assert (project / "data" / "NOTES.txt").read_text() == "mine" and len(list(project.rglob("*"))) == 2

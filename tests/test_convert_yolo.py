@@ -98,8 +98,8 @@ def test_existing_output_needs_overwrite_and_is_replaced_whole(synth_root, tmp_p
 
 def test_output_holding_the_data_is_refused_even_with_overwrite(train_copy):
     before = sorted(p.relative_to(train_copy) for p in train_copy.rglob("*"))
-    for out in (train_copy, train_copy.parent):
-        with pytest.raises(DataError, match="holds the data being converted"):
+    for out in (train_copy, train_copy.parent, train_copy / "DCM", train_copy / "outputs_json" / "ID001"):
+        with pytest.raises(DataError, match="holds or lies inside the data being converted"):
             convert_to_yolo(train_copy, out, folds=3, overwrite=True, workers=1)
     assert sorted(p.relative_to(train_copy) for p in train_copy.rglob("*")) == before
 

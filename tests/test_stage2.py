@@ -266,6 +266,11 @@ def test_resuming_with_other_classes_is_refused(trained, synth_root):
         train_stage2(synth_root / "train", other)
     assert "last.pt" in str(err.value) and "train_classes" in str(err.value) and "\n" not in str(err.value)
     assert "finger-1" in (run.run_dir / "config.yaml").read_text()  # refused before anything was written
+    before = (run.run_dir / "last.pt").read_bytes()
+    for changed in (replace(cfg, fold=1), replace(cfg, seed=5)):  # other validation patients: they would leak
+        with pytest.raises(CascadeError, match="other images or another validation fold"):
+            train_stage2(synth_root / "train", replace(changed, epochs=3), log=lambda _: None)
+    assert (run.run_dir / "last.pt").read_bytes() == before
 
 
 def test_mismatched_or_foreign_files_are_one_line_errors(trained, tmp_path):
