@@ -16,7 +16,7 @@ def read_image(path: str | Path) -> np.ndarray:
     """Decode an image as stored (grey or colour, 8 or 16 bit); a file that cannot be decoded is a DataError."""
     path = Path(path)
     if not path.is_file():
-        raise DataError(path, "image file not found")
+        raise DataError(path, "is a folder; expected an image file" if path.is_dir() else "image file not found")
     # imdecode on bytes (not imread) so that non-ASCII paths work and truncation is detected the same way.
     data = np.fromfile(path, np.uint8)
     image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None

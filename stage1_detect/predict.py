@@ -93,7 +93,8 @@ class Stage1Model:
 
         weights = Path(weights)
         if not weights.is_file():
-            raise CascadeError(f"{weights}: stage 1 weights not found")
+            raise CascadeError(f"{weights}: " + ("is a folder; expected the stage 1 weights file (.pt)"
+                                                 if weights.is_dir() else "stage 1 weights not found"))
         if weights.suffix != ".pt":
             raise CascadeError(f"{weights}: expected the .pt weights written by `cascade train-stage1`")
         try:

@@ -59,7 +59,8 @@ def save_checkpoint(ckpt: dict, path: str | Path) -> None:
 def load_checkpoint(path: str | Path, need_resume: bool = False) -> dict:
     path = Path(path)
     if not path.is_file():
-        raise CascadeError(f"{path}: stage 2 checkpoint not found")
+        raise CascadeError(f"{path}: " + ("is a folder; expected a stage 2 checkpoint file (.pt)" if path.is_dir()
+                                          else "stage 2 checkpoint not found"))
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle, zip and torch errors alike: the file is not ours
