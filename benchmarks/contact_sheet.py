@@ -19,10 +19,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from convert.atomic import atomic_path  # noqa: E402
-from convert.classes import CLASS_INDEX, NUM_CLASSES  # noqa: E402
+from convert.classes import NUM_CLASSES  # noqa: E402
 from convert.masks import class_masks  # noqa: E402
+from convert.pose import is_bent  # noqa: E402
 from convert.synth import load_synth_config, make_hand, render  # noqa: E402
-from synth_stats import BENT_DEG, principal_angle  # noqa: E402
 
 
 def class_colours(n: int = NUM_CLASSES) -> list[tuple[int, int, int]]:
@@ -43,9 +43,7 @@ def tile(seed: int, index: int, size: int, out_px: int, cfg) -> np.ndarray:
     for cls, pts in polygons:
         scaled = np.round((pts + 0.5) * k - 0.5).astype(np.int32)
         cv2.polylines(canvas, [scaled], True, colours[cls], 1, lineType=cv2.LINE_AA)
-    masks = class_masks(polygons, (size, size))
-    turn = abs(principal_angle(masks[CLASS_INDEX["finger-11"]]) - principal_angle(masks[CLASS_INDEX["Radius"]]))
-    tag = ("L" if left else "R") + (" bent" if min(turn, 180 - turn) > BENT_DEG else "")
+    tag = ("L" if left else "R") + (" bent" if is_bent(class_masks(polygons, (size, size))) else "")
     cv2.putText(canvas, tag, (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (255, 255, 255), 2)
     return canvas
 
