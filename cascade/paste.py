@@ -52,12 +52,10 @@ class PastePlan:
         unknown = [str(n) for n in names if n not in CLASS_INDEX]
         if unknown:
             raise DataError(path, f"unknown class name(s) {', '.join(unknown)}")
-        try:
-            thresholds = {CLASS_INDEX[name]: float(t) for name, t in doc.get("thresholds", {}).items()}
-        except (TypeError, ValueError):
-            thresholds = {-1: -1.0}
-        if not all(0.0 <= t <= 1.0 for t in thresholds.values()):
+        thresholds = doc.get("thresholds", {})
+        if not all(type(t) in (int, float) and 0.0 <= t <= 1.0 for t in thresholds.values()):
             raise DataError(path, "thresholds must be probabilities within 0..1")
+        thresholds = {CLASS_INDEX[name]: float(t) for name, t in thresholds.items()}
         largest = doc.get("largest_component")
         largest = None if largest is None else tuple(CLASS_INDEX[name] for name in largest)
         return cls(tuple(CLASS_INDEX[name] for name in doc["paste_classes"]), thresholds, largest, str(path))

@@ -135,8 +135,8 @@ class Stage2Config:
         for key in ("epochs", "batch", "val_every", "val_batch"):
             if getattr(self, key) < 1:
                 raise ValueError(f"{key} must be at least 1")
-        if self.bent_share is not None and not 0 <= self.bent_share <= 1:
-            raise ValueError(f"bent_share {self.bent_share}: expected a share within 0..1, or null for a plain mean")
+        if self.bent_share is not None:  # null: a plain mean
+            _within(self, "bent_share", 0, 1)
         if self.workers < 0:
             raise ValueError("workers must be 0 (load in the main process) or more")
         lo, hi = self.jitter.scale
