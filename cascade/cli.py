@@ -194,8 +194,12 @@ def train_stage2_cmd(data, config, overrides):
 
 
 @main.command()
-@click.option("--stage1", required=True, multiple=True, type=click.Path(path_type=Path),
-              help="Stage 1 weights (.pt); repeat it for an ensemble (e.g. one per fold) that votes per pixel.")
+@click.option("--stage1", multiple=True, type=click.Path(path_type=Path),
+              help="Stage 1 weights (.pt); repeat it for an ensemble (e.g. one per fold) that votes per pixel. "
+                   "With --base it only finds the carpal region (optional there).")
+@click.option("--base", type=click.Path(path_type=Path),
+              help="Any full-hand model's submission for these images: stage 2 is pasted over its masks, and every "
+                   "class not pasted keeps its row byte for byte.")
 @click.option("--stage2", multiple=True, type=click.Path(path_type=Path),
               help="Stage 2 checkpoint, omitted with --stage1-only; repeat it for an ensemble that averages.")
 @click.option("--images", required=True, type=click.Path(path_type=Path), help="Test images (sub-folders are searched).")
@@ -210,10 +214,14 @@ def train_stage2_cmd(data, config, overrides):
 @click.option("--shard", default="0/1", show_default=True,
               help="i/n: predict every n-th image from the i-th (0-based) on; join parts with merge-submissions.")
 @user_errors
-def predict(stage1, stage2, images, out, device, stage1_only, paste_file, tta, batch, skip_bad, shard):
+def predict(stage1, base, stage2, images, out, device, stage1_only, paste_file, tta, batch, skip_bad, shard):
     """Predict every image and write the RLE submission (atomically), checked as validate-submission would."""
     from cascade.predict import predict_folder
 
+    if not stage1 and base is None:
+        raise CascadeError("--stage1 is required (or --base, a full-hand submission to paste stage 2 over)")
+    if base is not None and stage1_only:
+        raise CascadeError("--stage1-only writes stage 1's own prediction: drop --base, or drop --stage1-only")
     if not stage1_only and not stage2:
         raise CascadeError("--stage2 is required unless --stage1-only is given")
     if stage1_only and (stage2 or paste_file or tta):
@@ -223,9 +231,9 @@ def predict(stage1, stage2, images, out, device, stage1_only, paste_file, tta, b
     except ValueError:
         raise CascadeError(f"--shard {shard!r}: expected i/n, e.g. 0/4") from None
     with Progress("predicting") as progress:
-        summary = predict_folder(images, out, stage1, None if stage1_only else stage2, device=device,
+        summary = predict_folder(images, out, stage1 or None, None if stage1_only else stage2, device=device,
                                  paste_file=paste_file, tta_hflip=tta, batch=batch, skip_bad=skip_bad,
-                                 shard=(shard_index, shard_count), progress=progress)
+                                 shard=(shard_index, shard_count), progress=progress, base=base)
     for p in summary.skipped:
         click.echo(f"skipped (empty masks written) {p}", err=True)
     click.echo(summary.describe() + "; the submission passed validate-submission")
@@ -263,6 +271,9 @@ def merge_submissions_cmd(parts, out, images):
                                               "ensemble, as repeated --stage1 in predict makes it.")
 @click.option("--stage2", multiple=True, help="Stage 2 checkpoint of the fold; a,b,c scores their ensemble.")
 @click.option("--submission", type=click.Path(path_type=Path), help="Score this submission CSV instead of models.")
+@click.option("--base", type=click.Path(path_type=Path),
+              help="A full-hand model's submission holding the fold's images: scores it and stage 2 pasted over it "
+                   "(--stage1 then optional, for the carpal region only); paste.json is chosen against it.")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Report folder.")
 @click.option("--device", default=None, help="cpu, cuda, cuda:0 ...")
 @click.option("--tta", is_flag=True, help="Horizontal-flip test-time augmentation in stage 2.")
@@ -270,7 +281,7 @@ def merge_submissions_cmd(parts, out, images):
               help="Share of bent wrists to weigh the held-out images to (the real test set's); 'none' for a plain "
                    "mean. The paste plan and its settings are chosen on this mix.")
 @user_errors
-def evaluate(data, folds_file, folds, stage1, stage2, submission, out, device, tta, bent_share):
+def evaluate(data, folds_file, folds, stage1, stage2, submission, base, out, device, tta, bent_share):
     """Per-class Dice at native resolution on held-out patients: stage 1 alone and the cascade.
 
     Writes dice.csv, pose.csv (straight vs bent wrists), dice.md, dice.png and paste.json (the classes the
@@ -285,22 +296,29 @@ def evaluate(data, folds_file, folds, stage1, stage2, submission, out, device, t
     folds = folds or (0,)
     if out.exists() and not out.is_dir():
         raise CascadeError(f"{out}: expected a folder for the report")
-    check_output(out / "dice.csv", [submission])
-    if submission is not None and (stage1 or stage2 or tta):
-        raise CascadeError("--submission scores a CSV: drop --stage1, --stage2 and --tta, or drop --submission")
+    check_output(out / "dice.csv", [submission, base])
+    if submission is not None and (stage1 or stage2 or tta or base):
+        raise CascadeError("--submission scores a CSV: drop --stage1, --stage2, --base and --tta, or drop "
+                           "--submission")
     if submission is not None:
         items = [i for f in folds for i in held_out(data, folds_file, f)] if folds_file else None
         scores, plan = score_submission(submission, data, items), None
     else:
-        if not stage1 or folds_file is None:
-            raise CascadeError("--stage1 and --folds are required (or --submission to score a CSV)")
-        if len(stage1) != len(folds) or len(stage2) not in (0, len(folds)):
-            raise CascadeError(f"{len(folds)} fold(s) need as many --stage1 (got {len(stage1)}) and --stage2 "
+        if (not stage1 and base is None) or folds_file is None:
+            raise CascadeError("--stage1 (or --base) and --folds are required (or --submission to score a CSV)")
+        if base is not None and not stage2:
+            raise CascadeError("--base is scored with stage 2 pasted over it: give --stage2 (or score the base "
+                               "alone with --submission)")
+        if len(stage1) not in ((0, len(folds)) if base is not None else (len(folds),)) \
+                or len(stage2) not in (0, len(folds)):
+            raise CascadeError(f"{len(folds)} fold(s) need as many --stage1 (got {len(stage1)}"
+                               f"{'; or none with --base' if base is not None else ''}) and --stage2 "
                                f"(got {len(stage2)}; or none), in the order of the folds")
-        runs = list(zip(folds, map(_models, stage1), map(_models, stage2) if stage2 else [None] * len(folds)))
+        firsts = map(_models, stage1) if stage1 else [None] * len(folds)
+        runs = list(zip(folds, firsts, map(_models, stage2) if stage2 else [None] * len(folds)))
         with Progress("evaluating") as progress:
             scores, plan = evaluate_folds(data, folds_file, runs, device=device, tta_hflip=tta, progress=progress,
-                                          bent_share=bent_share)
+                                          bent_share=bent_share, base=base)
     paths = write_report(scores, out, plan, bent_share=bent_share)
     click.echo(paths["markdown"].read_text())
     click.echo("wrote " + ", ".join(str(p) for p in paths.values()))

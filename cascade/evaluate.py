@@ -163,7 +163,7 @@ def tune_thresholds(scores: Scores, settings: Sequence = SETTINGS, weights: np.n
     return Tuning(chosen, cross)
 
 
-def evaluate_cascade(data: str | Path, folds_file: str | Path, fold: int, stage1: str | Path,
+def evaluate_cascade(data: str | Path, folds_file: str | Path, fold: int, stage1: str | Path | None,
                      stage2: str | Path | None, **kwargs) -> tuple[Scores, PastePlan | None]:
     """One fold's held-out patients scored by that fold's models: evaluate_folds with one fold."""
     return evaluate_folds(data, folds_file, [(fold, stage1, stage2)], **kwargs)
@@ -174,7 +174,8 @@ def evaluate_folds(data: str | Path, folds_file: str | Path,
                    device: str | None = None,
                    batch: int = 4, tta_hflip: bool = False, conf: float | None = None,
                    progress: Callable[[int, int], None] | None = None,
-                   bent_share: float | None = TEST_BENT_SHARE) -> tuple[Scores, PastePlan | None]:
+                   bent_share: float | None = TEST_BENT_SHARE,
+                   base: str | Path | None = None) -> tuple[Scores, PastePlan | None]:
     """Stage 1 alone and the cascade (stage 2 pasted for the checkpoint's classes at its thresholds), each
     `(fold, stage1, stage2)` run on the held-out patients of its own fold, pooled: with every fold, every
     labelled image is scored by models that never saw its patient (out-of-fold), and the choices below rest on
@@ -184,8 +185,14 @@ def evaluate_folds(data: str | Path, folds_file: str | Path,
     and straight wrists mixed at `bent_share` (the test set's mix; None: a plain mean), so a swap that helps the
     straight wrists of the training distribution but hurts bent ones is not shipped to a test set of mostly
     bent wrists. Without stage 2 (every run's stage2 None), stage 1 alone and no plan. A run's stage1 or stage2
-    may be a list, an ensemble (see Cascade), scored honestly only if none of its members saw the fold."""
+    may be a list, an ensemble (see Cascade), scored honestly only if none of its members saw the fold.
+    With `base` (any full-hand model's submission holding at least the folds' images) the base takes stage 1's
+    place: methods `base` and `cascade` (stage 2 over the base), the plan chosen against the base, and a run's
+    stage1 (None allowed) only finds the carpal region."""
+    from .base import BaseSubmission
     from .pipeline import Cascade, paths_of
+
+    reference = "stage1" if base is None else "base"
 
     folds = [fold for fold, _, _ in runs]
     if not runs or len(set(folds)) != len(folds):
@@ -193,13 +200,20 @@ def evaluate_folds(data: str | Path, folds_file: str | Path,
     if len({s2 is None for _, _, s2 in runs}) > 1:
         raise CascadeError("give a stage 2 checkpoint for every fold or for none")
     for _, stage1, stage2 in runs:  # every fold's files before the first fold's long scoring
-        for path in paths_of(stage1) + (paths_of(stage2) if stage2 is not None else []):
+        if stage1 is None and base is None:
+            raise CascadeError("give stage 1 weights for every fold, or a base submission")
+        for path in paths_of(stage1 or []) + (paths_of(stage2) if stage2 is not None else []):
             if not Path(path).is_file():
                 raise DataError(path, "model file not found")
     items = {fold: held_out(data, folds_file, fold) for fold in folds}
+    full_hand = None
+    if base is not None:
+        full_hand = BaseSubmission(base)
+        for fold in folds:
+            full_hand.check_names([i.name for i in items[fold]], f"fold {fold} of {folds_file}")
     total, done, scores, candidates = sum(len(v) for v in items.values()), 0, Scores(), None
     for fold, stage1, stage2 in runs:
-        model = Cascade(stage1, stage2, device=device, tta_hflip=tta_hflip, conf=conf)
+        model = Cascade(stage1, stage2, device=device, tta_hflip=tta_hflip, conf=conf, base=full_hand)
         if model.stage2 is not None:
             if candidates is not None and model.plan.classes != candidates.classes:
                 names = ", ".join(map(str, paths_of(stage2)))
@@ -208,14 +222,15 @@ def evaluate_folds(data: str | Path, folds_file: str | Path,
             channel = {c: j for j, c in enumerate(model.stage2.train_classes)}
         for start in range(0, len(items[fold]), batch):
             samples = list(iter_samples(items[fold][start:start + batch]))
-            for sample, out in zip(samples, model.run([s.image for s in samples])):
+            outs = model.run([s.image for s in samples], [s.item.name for s in samples])
+            for sample, out in zip(samples, outs):
                 truth = class_masks(sample.polygons, sample.hw)
-                predictions = {"stage1": out.stage1_masks}
+                predictions = {reference: out.full_masks}
                 if model.stage2 is not None:
                     predictions["cascade"] = model.final_masks(out, copy=True)
                     for c in model.plan.classes:
                         scores.curves.setdefault(c, []).append(
-                            settings_curve(out.stage1_masks[c], out.probs[channel[c]], truth[c], out.region))
+                            settings_curve(out.full_masks[c], out.probs[channel[c]], truth[c], out.region))
                 scores.add(sample.item.name, truth, predictions, out.region, patient=sample.item.patient)
             done += len(samples)
             if progress:
@@ -223,11 +238,13 @@ def evaluate_folds(data: str | Path, folds_file: str | Path,
         del model  # one fold's networks in memory at a time
     if candidates is None:
         return scores, None
-    return scores, choose_plan(scores, candidates, bent_share)
+    return scores, choose_plan(scores, candidates, bent_share, reference)
 
 
-def choose_plan(scores: Scores, candidates: PastePlan, bent_share: float | None = TEST_BENT_SHARE) -> PastePlan:
-    """The candidate classes whose held-out Dice the cascade raised over stage 1, each at its tuned setting
+def choose_plan(scores: Scores, candidates: PastePlan, bent_share: float | None = TEST_BENT_SHARE,
+                reference: str = "stage1") -> PastePlan:
+    """The candidate classes whose held-out Dice the cascade raised over the `reference` method (stage 1, or
+    the base submission), each at its tuned setting
     (threshold, and whether to keep only its largest blob); images weighed to `bent_share` bent wrists. With two
     or more patients, adds the cross-fitted `cascade_tuned` column to `scores` and decides on it; else decides
     on `cascade` at the candidates' own settings. scores.curves must follow SETTINGS."""
@@ -244,7 +261,7 @@ def choose_plan(scores: Scores, candidates: PastePlan, bent_share: float | None 
         largest = (largest - set(tuning.chosen)) | {c for c, (_, keep) in tuning.chosen.items() if keep}
         column = "cascade_tuned_dice"
     table = scores.table(weights)
-    raised = tuple(c for c in candidates.classes if table[column].iloc[c] > table["stage1_dice"].iloc[c])
+    raised = tuple(c for c in candidates.classes if table[column].iloc[c] > table[f"{reference}_dice"].iloc[c])
     return PastePlan(raised, {c: thresholds[c] for c in raised}, tuple(c for c in raised if c in largest))
 
 

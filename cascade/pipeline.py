@@ -1,4 +1,5 @@
-"""The cascade on decoded images: stage 1 on the whole hand, stage 2 on its carpal region, pasted back."""
+"""The cascade on decoded images: a full-hand prediction (stage 1's, or a base submission's), stage 2 on its
+carpal region, pasted back."""
 
 from __future__ import annotations
 
@@ -8,41 +9,50 @@ from typing import Sequence
 
 import numpy as np
 
-from convert.region import Region
+from convert.errors import CascadeError
+from convert.region import Region, RegionConfig, carpal_region
 
+from .base import BaseSubmission
 from .paste import PastePlan, paste
 
 
 @dataclass
 class CascadeOutput:
-    stage1_masks: np.ndarray      # (29, H, W) uint8 from stage 1
+    full_masks: np.ndarray        # (29, H, W) uint8: the full-hand prediction (stage 1's or the base's)
     region: Region
     probs: np.ndarray | None      # (len(train_classes), h, w) stage 2 probabilities in the region, or None
 
 
 class Cascade:
-    """Both stages loaded once. `stage2_checkpoint=None` runs stage 1 alone. A list of several weights (or
-    checkpoints) makes that stage an ensemble (cascade.ensemble): stage 1 votes, stage 2 averages."""
+    """Every model loaded once. The full-hand prediction is stage 1's, or with `base` a submission's masks
+    (any full-hand model's); the carpal region is stage 1's when stage 1 is given, else found on the base's
+    masks by stage 2's region rule (its fallbacks included). `stage2_checkpoint=None` gives the full-hand
+    prediction alone. A list of several weights (or checkpoints) makes that stage an ensemble
+    (cascade.ensemble): stage 1 votes, stage 2 averages."""
 
-    def __init__(self, stage1_weights: str | Path | Sequence[str | Path],
+    def __init__(self, stage1_weights: str | Path | Sequence[str | Path] | None,
                  stage2_checkpoint: str | Path | Sequence[str | Path] | None = None,
                  device: str | None = None, plan: PastePlan | None = None, tta_hflip: bool = False,
-                 conf: float | None = None):
+                 conf: float | None = None, base: BaseSubmission | None = None):
         from stage1_detect.predict import Stage1Model
 
         from .ensemble import Stage1Vote, Stage2Mean
 
-        firsts = [Stage1Model(w, device=device, conf=conf) for w in paths_of(stage1_weights)]
-        self.stage1 = firsts[0] if len(firsts) == 1 else Stage1Vote(firsts)
-        self.stage2 = None
+        self.base, self.stage1, self.stage2 = base, None, None
+        firsts = [Stage1Model(w, device=device, conf=conf) for w in paths_of(stage1_weights or [])]
+        if firsts:
+            self.stage1 = firsts[0] if len(firsts) == 1 else Stage1Vote(firsts)
+        elif base is None:
+            raise CascadeError("the cascade needs stage 1 weights or a base submission")
         self.tta_hflip = tta_hflip
         if stage2_checkpoint is not None and paths_of(stage2_checkpoint):
             from stage2_segment.predict import Stage2Model
 
             seconds = [Stage2Model(c, device=device) for c in paths_of(stage2_checkpoint)]
             self.stage2 = seconds[0] if len(seconds) == 1 else Stage2Mean(seconds)
-            # crop exactly as stage 2 was trained to see crops; the fallback prior stays stage 1's own
-            self.stage1.region_cfg = replace(self.stage2.region_cfg, prior=self.stage1.region_cfg.prior)
+            if self.stage1 is not None:
+                # crop exactly as stage 2 was trained to see crops; the fallback prior stays stage 1's own
+                self.stage1.region_cfg = replace(self.stage2.region_cfg, prior=self.stage1.region_cfg.prior)
             checkpoint_plan = PastePlan(tuple(self.stage2.paste_classes),
                                         {c: float(t) for c, t in zip(self.stage2.train_classes, self.stage2.thresholds)},
                                         tuple(self.stage2.paste_classes) if self.stage2.largest_component else ())
@@ -55,16 +65,28 @@ class Cascade:
         else:
             self.plan = PastePlan((), {})
 
-    def run(self, images: Sequence[np.ndarray]) -> list[CascadeOutput]:
-        firsts = self.stage1.predict(images)
-        regions = [o.region for o in firsts]
+    def run(self, images: Sequence[np.ndarray], names: Sequence[str] | None = None) -> list[CascadeOutput]:
+        """`names` (the images' file names) find their rows in the base submission, when there is one."""
+        if self.base is None:
+            firsts = self.stage1.predict(images)
+            full, regions = [o.masks for o in firsts], [o.region for o in firsts]
+        else:
+            if names is None or len(names) != len(images):
+                raise ValueError("a base submission needs the images' names")
+            full = [self.base.masks(n, im.shape[:2]) for n, im in zip(names, images)]
+            if self.stage1 is not None:
+                regions = [o.region for o in self.stage1.predict(images)]
+            else:
+                rule = self.stage2.region_cfg if self.stage2 is not None else RegionConfig()
+                regions = [carpal_region(m, rule) for m in full]
         probs = (self.stage2.predict(images, regions, tta_hflip=self.tta_hflip)
                  if self.stage2 is not None and self.plan.classes else [None] * len(images))
-        return [CascadeOutput(o.masks, o.region, p) for o, p in zip(firsts, probs)]
+        return [CascadeOutput(m, r, p) for m, r, p in zip(full, regions, probs)]
 
     def final_masks(self, out: CascadeOutput, plan: PastePlan | None = None, copy: bool = False) -> np.ndarray:
-        """The submission's masks: stage 1 with stage 2 pasted for the plan's classes (in place unless copy)."""
-        masks = out.stage1_masks.copy() if copy else out.stage1_masks
+        """The submission's masks: the full-hand prediction with stage 2 pasted for the plan's classes (in place
+        unless copy)."""
+        masks = out.full_masks.copy() if copy else out.full_masks
         plan = plan or self.plan
         if out.probs is not None and plan.classes:
             paste(masks, out.probs, out.region, self.stage2.train_classes, plan)

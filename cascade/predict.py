@@ -10,13 +10,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
+from convert import rle
 from convert.atomic import check_output
 from convert.classes import NUM_CLASSES
 from convert.dataset import bounded_map
 from convert.errors import DataError, Problem
-from convert.images import read_image
+from convert.images import read_hw, read_image
 from convert.submission import encode_masks, list_images, validate_submission, write_submission
 
+from .base import UNBOUNDED_HW, BaseSubmission
 from .paste import PastePlan
 from .pipeline import Cascade, paths_of
 
@@ -45,17 +47,20 @@ def _decode(path: Path):
         return path, None, Problem(exc.path, exc.reason)
 
 
-def predict_folder(images: str | Path, out: str | Path, stage1: str | Path | Sequence[str | Path],
+def predict_folder(images: str | Path, out: str | Path, stage1: str | Path | Sequence[str | Path] | None,
                    stage2: str | Path | Sequence[str | Path] | None = None,
                    device: str | None = None, paste_file: str | Path | None = None, tta_hflip: bool = False,
                    batch: int = 4, skip_bad: bool = False, shard: tuple[int, int] = (0, 1),
                    workers: int = os.cpu_count() or 1,
-                   progress: Callable[[int, int], None] | None = None) -> PredictSummary:
+                   progress: Callable[[int, int], None] | None = None,
+                   base: str | Path | None = None) -> PredictSummary:
     """Stage 1 (+ stage 2 pasted in its carpal region unless stage2 is None) on every image; several weights or
-    checkpoints for a stage make it an ensemble (see Cascade). The CSV is written atomically at the end, so an
-    error never leaves half a submission. `shard=(i, n)` takes every n-th image
-    from the i-th on, for n machines; `merge_submissions` joins the parts."""
-    inputs = [*paths_of(stage1), *paths_of(stage2 or []), paste_file]
+    checkpoints for a stage make it an ensemble (see Cascade). With `base` (any full-hand model's submission
+    for these images) stage 2 is pasted over the base's masks instead of stage 1's, and every class it does not
+    paste keeps the base's row byte for byte; the region is stage 1's if `stage1` is given, else found on the
+    base's masks. The CSV is written atomically at the end, so an error never leaves half a submission.
+    `shard=(i, n)` takes every n-th image from the i-th on, for n machines; `merge_submissions` joins the parts."""
+    inputs = [*paths_of(stage1 or []), *paths_of(stage2 or []), paste_file, base]
     check_output(out, inputs, suffix=".csv")
     index, count = shard
     if not 0 <= index < count:
@@ -64,7 +69,28 @@ def predict_folder(images: str | Path, out: str | Path, stage1: str | Path | Seq
     if not paths:
         raise DataError(images, f"shard {index}/{count} has no images")
     plan = PastePlan.load(paste_file) if paste_file else None
-    model = Cascade(stage1, stage2, device=device, plan=plan, tta_hflip=tta_hflip)
+    full_hand, stored = None, {}
+    if base is not None:  # checked against the images before any model is loaded
+        full_hand = BaseSubmission(base)
+        full_hand.check_names([p.name for p in paths], str(images))
+        for p in paths:
+            try:
+                stored[p.name] = read_hw(p)
+            except DataError as exc:
+                if not skip_bad:
+                    raise DataError(exc.path, exc.reason + " (or pass --skip-bad to leave it out)") from None
+        full_hand.check(stored)
+    model = Cascade(stage1, stage2, device=device, plan=plan, tta_hflip=tta_hflip, base=full_hand)
+
+    def encode(result, name: str) -> list[str]:
+        masks = model.final_masks(result)
+        if full_hand is None:
+            return encode_masks(masks)
+        rows = full_hand.rows(name)  # the base's own text for every class not pasted
+        for c in model.plan.classes if result.probs is not None else ():
+            rows[c] = rle.encode(masks[c])
+        return rows
+
     summary = PredictSummary(Path(out))
     encoded: dict[str, list[str]] = {}
     start = time.perf_counter()
@@ -78,10 +104,10 @@ def predict_folder(images: str | Path, out: str | Path, stage1: str | Path | Seq
         finishing.clear()
 
     def flush() -> None:
-        outputs = model.run([im for _, im in pending])
+        outputs = model.run([im for _, im in pending], [path.name for path, _ in pending])
         collect()  # at most two batches of masks alive at once
         for (path, image), result in zip(pending, outputs):
-            finishing.append((path.name, finisher.submit(lambda r=result: encode_masks(model.final_masks(r)))))
+            finishing.append((path.name, finisher.submit(encode, result, path.name)))
             summary.sizes[path.name] = image.shape[:2]
             summary.regions[result.region.source] += 1
         pending.clear()
@@ -93,8 +119,10 @@ def predict_folder(images: str | Path, out: str | Path, stage1: str | Path | Seq
                 if not skip_bad:
                     raise DataError(problem.path, problem.reason + " (or pass --skip-bad to leave it out)")
                 summary.skipped.append(problem)
-                encoded[path.name] = [""] * NUM_CLASSES  # keeps the submission complete; reported as skipped
-                summary.sizes[path.name] = (0, 0)  # empty masks fit any size
+                # keeps the submission complete (the base's rows where there is one); reported as skipped
+                encoded[path.name] = full_hand.rows(path.name) if full_hand else [""] * NUM_CLASSES
+                # empty masks fit any size; the base's rows were checked against the header's size, if readable
+                summary.sizes[path.name] = stored.get(path.name, UNBOUNDED_HW) if full_hand else (0, 0)
             else:
                 pending.append((path, image))
                 if len(pending) >= batch:

@@ -59,7 +59,8 @@ def write_report(scores: Scores, out: str | Path, plan: PastePlan | None = None,
         lines.append(f"Classes whose Dice the cascade raised on these held-out images, with their thresholds and "
                      f"whether only their largest blob is kept (pasted by `--paste-file`): {names}.")
         paths["paste"] = out / "paste.json"
-        plan.save(paths["paste"], note="classes whose Dice stage 2 raised over stage 1 on the held-out fold, "
+        over = "the base submission" if "base" in scores.dice else "stage 1"
+        plan.save(paths["paste"], note=f"classes whose Dice stage 2 raised over {over} on the held-out fold, "
                                        "with the settings (threshold, largest blob) that scored best there")
     else:  # an earlier run's plan in the same folder would pass for this run's
         (out / "paste.json").unlink(missing_ok=True)

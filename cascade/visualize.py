@@ -88,7 +88,7 @@ def visualize_image(image_path: str | Path, out: str | Path, stage1: str | Path 
         truth = class_masks(polygons, image.shape[:2])
     model = model or Cascade(stage1, stage2, device=device)
     result = model.run([image])[0]
-    first = result.stage1_masks.copy()
+    first = result.full_masks.copy()
     final = model.final_masks(result)
     written = [save_png(out, overlay(image, final, truth, result.region))]
     if model.stage2 is not None:

@@ -179,7 +179,11 @@ def validate_submission(path: str | Path, sizes: Mapping[str, tuple[int, int]] |
         if extra and problem(f"{len(extra)} rows name images not in the image folder, e.g. {extra[0]}"):
             return report
     if len(df) != NUM_CLASSES * len(unique):
-        if problem(f"{len(df)} rows for {len(unique)} images, expected {NUM_CLASSES * len(unique)}"):
+        counts = df.groupby("image_name", sort=False).size()
+        name = next(n for n, k in counts.items() if k != NUM_CLASSES)
+        lacking = [c for c in CLASSES if c not in set(df.loc[df["image_name"] == name, "class"])]
+        detail = f"{name} has {counts[name]}" + (f", no {lacking[0]} row" if lacking else "")
+        if problem(f"{len(df)} rows for {len(unique)} images, expected {NUM_CLASSES * len(unique)} ({detail})"):
             return report
 
     expected_classes = list(CLASSES)

@@ -28,7 +28,7 @@ def test_cascade_pastes_only_inside_the_region_and_only_planned_classes(stage1_r
     assert model.stage1.region_cfg.margin == model.stage2.region_cfg.margin
     image = load_sample(scan(synth_root / "train").items[0]).image
     out = model.run([image])[0]
-    before = out.stage1_masks.copy()
+    before = out.full_masks.copy()
     x0, y0, x1, y1 = out.region.box
     assert out.probs.shape == (len(model.stage2.train_classes), y1 - y0, x1 - x0)
     final = model.final_masks(out, copy=True)

@@ -1,0 +1,64 @@
+"""A base submission: any full-hand model's CSV, as the full-hand prediction the cascade pastes stage 2 over."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable, Mapping
+
+import numpy as np
+
+from convert import rle
+from convert.classes import CLASSES, NUM_CLASSES
+from convert.errors import DataError
+from convert.submission import read_submission, validate_submission
+
+UNBOUNDED_HW = (2**31, 1)  # the format check alone; each mask's bounds are checked at its own image's size
+
+
+class BaseSubmission:
+    """The rows of a submission file (image_name,class,rle), kept as written: a class the cascade does not paste
+    goes out byte for byte as it came in. It may hold more images than are predicted (e.g. an out-of-fold file
+    of every training image)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        report = validate_submission(self.path, default_hw=UNBOUNDED_HW)
+        if not report.ok:
+            raise DataError(self.path, f"not a valid base submission: {report.problems[0]}")
+        df = read_submission(self.path)
+        self._rows: dict[str, list[str]] = {
+            name: group["rle"].tolist() for name, group in df.groupby("image_name", sort=False)}
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._rows
+
+    def check(self, sizes: Mapping[str, tuple[int, int]]) -> None:
+        """Every image of `sizes` (name -> (H, W)) is in the base, and each of its 29 masks fits that size."""
+        for name, hw in sizes.items():
+            self.check_image(name, hw)
+
+    def check_names(self, names: Iterable[str], where: str) -> None:
+        missing = [n for n in names if n not in self._rows]
+        if missing:
+            raise DataError(self.path, f"image {missing[0]} of {where} is not in the base submission"
+                                       + (f" ({len(missing)} images missing)" if len(missing) > 1 else ""))
+
+    def check_image(self, name: str, hw: tuple[int, int]) -> None:
+        if name not in self._rows:
+            raise DataError(self.path, f"image {name} is not in the base submission")
+        for cls, code in zip(CLASSES, self._rows[name]):
+            problem = rle.check_runs(rle.parse(code), hw[0] * hw[1])  # syntax was checked on loading
+            if problem:
+                raise DataError(self.path, f"{name} {cls}: {problem} (the image is {hw[1]}x{hw[0]})")
+
+    def rows(self, name: str) -> list[str]:
+        """The image's 29 RLE strings as the base wrote them, in class order."""
+        return list(self._rows[name])
+
+    def masks(self, name: str, hw: tuple[int, int]) -> np.ndarray:
+        """The image's (29, H, W) uint8 masks; a run beyond the image is a one-line error naming image and class."""
+        self.check_image(name, hw)
+        out = np.empty((NUM_CLASSES, *hw), np.uint8)
+        for c, code in enumerate(self._rows[name]):
+            out[c] = rle.decode(code, hw)
+        return out
