@@ -213,8 +213,12 @@ def train_stage2_cmd(data, config, overrides):
 @click.option("--skip-bad", is_flag=True, help="Leave unreadable images empty and report them instead of stopping.")
 @click.option("--shard", default="0/1", show_default=True,
               help="i/n: predict every n-th image from the i-th (0-based) on; join parts with merge-submissions.")
+@click.option("--workers", default=None, type=click.IntRange(1),
+              help="Threads decoding and encoding images (default: all cores; with several shards on one machine, "
+                   "its cores divided among them).")
 @user_errors
-def predict(stage1, base, stage2, images, out, device, stage1_only, paste_file, tta, batch, skip_bad, shard):
+def predict(stage1, base, stage2, images, out, device, stage1_only, paste_file, tta, batch, skip_bad, shard,
+            workers):
     """Predict every image and write the RLE submission (atomically), checked as validate-submission would."""
     from cascade.predict import predict_folder
 
@@ -233,7 +237,8 @@ def predict(stage1, base, stage2, images, out, device, stage1_only, paste_file, 
     with Progress("predicting") as progress:
         summary = predict_folder(images, out, stage1 or None, None if stage1_only else stage2, device=device,
                                  paste_file=paste_file, tta_hflip=tta, batch=batch, skip_bad=skip_bad,
-                                 shard=(shard_index, shard_count), progress=progress, base=base)
+                                 shard=(shard_index, shard_count), progress=progress, base=base,
+                                 **({"workers": workers} if workers else {}))
     for p in summary.skipped:
         click.echo(f"skipped (empty masks written) {p}", err=True)
     click.echo(summary.describe() + "; the submission passed validate-submission")

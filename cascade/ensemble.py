@@ -58,9 +58,9 @@ class Stage2Mean:
         self.largest_component = first.largest_component
 
     def predict(self, images: Sequence[np.ndarray], regions: Sequence[Region], tta_hflip: bool = False,
-                batch: int = 8) -> list[np.ndarray]:
+                batch: int = 8, channels: Sequence[int] | None = None) -> list[np.ndarray]:
         total = None
         for model in self.models:
-            probs = model.predict(images, regions, tta_hflip=tta_hflip, batch=batch)
+            probs = model.predict(images, regions, tta_hflip=tta_hflip, batch=batch, channels=channels)
             total = probs if total is None else [t + p for t, p in zip(total, probs)]
         return [t / len(self.models) for t in total]

@@ -219,7 +219,6 @@ def evaluate_folds(data: str | Path, folds_file: str | Path,
                 names = ", ".join(map(str, paths_of(stage2)))
                 raise CascadeError(f"{names}: pastes other classes than the first fold's checkpoint")
             candidates = candidates or model.plan
-            channel = {c: j for j, c in enumerate(model.stage2.train_classes)}
         for start in range(0, len(items[fold]), batch):
             samples = list(iter_samples(items[fold][start:start + batch]))
             outs = model.run([s.image for s in samples], [s.item.name for s in samples])
@@ -228,6 +227,7 @@ def evaluate_folds(data: str | Path, folds_file: str | Path,
                 predictions = {reference: out.full_masks}
                 if model.stage2 is not None:
                     predictions["cascade"] = model.final_masks(out, copy=True)
+                    channel = {c: j for j, c in enumerate(out.prob_classes)}
                     for c in model.plan.classes:
                         scores.curves.setdefault(c, []).append(
                             settings_curve(out.full_masks[c], out.probs[channel[c]], truth[c], out.region))

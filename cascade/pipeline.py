@@ -20,7 +20,8 @@ from .paste import PastePlan, paste
 class CascadeOutput:
     full_masks: np.ndarray        # (29, H, W) uint8: the full-hand prediction (stage 1's or the base's)
     region: Region
-    probs: np.ndarray | None      # (len(train_classes), h, w) stage 2 probabilities in the region, or None
+    probs: np.ndarray | None      # (len(prob_classes), h, w) stage 2 probabilities in the region, or None
+    prob_classes: tuple[int, ...] = ()  # the class of each channel of probs: the plan's, in train_classes order
 
 
 class Cascade:
@@ -79,9 +80,14 @@ class Cascade:
             else:
                 rule = self.stage2.region_cfg if self.stage2 is not None else RegionConfig()
                 regions = [carpal_region(m, rule) for m in full]
-        probs = (self.stage2.predict(images, regions, tta_hflip=self.tta_hflip)
-                 if self.stage2 is not None and self.plan.classes else [None] * len(images))
-        return [CascadeOutput(m, r, p) for m, r, p in zip(full, regions, probs)]
+        kept: tuple[int, ...] = ()
+        probs = [None] * len(images)
+        if self.stage2 is not None and self.plan.classes:
+            wanted = set(self.plan.classes)  # only what is pasted comes back from the device
+            channels = [j for j, c in enumerate(self.stage2.train_classes) if c in wanted]
+            kept = tuple(self.stage2.train_classes[j] for j in channels)
+            probs = self.stage2.predict(images, regions, tta_hflip=self.tta_hflip, channels=channels)
+        return [CascadeOutput(m, r, p, kept) for m, r, p in zip(full, regions, probs)]
 
     def final_masks(self, out: CascadeOutput, plan: PastePlan | None = None, copy: bool = False) -> np.ndarray:
         """The submission's masks: the full-hand prediction with stage 2 pasted for the plan's classes (in place
@@ -89,7 +95,7 @@ class Cascade:
         masks = out.full_masks.copy() if copy else out.full_masks
         plan = plan or self.plan
         if out.probs is not None and plan.classes:
-            paste(masks, out.probs, out.region, self.stage2.train_classes, plan)
+            paste(masks, out.probs, out.region, out.prob_classes, plan)
         return masks
 
 

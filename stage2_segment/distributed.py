@@ -52,11 +52,26 @@ def pick_device(preference: str | int | None, local_rank: int) -> torch.device:
     return device
 
 
+def _gpu_index(preference: str | int | None) -> int | None:
+    """The GPU a device setting names explicitly (0, '0', 'cuda:1'), or None (cpu, cuda, auto)."""
+    text = str(preference).strip().lower() if preference is not None else ""
+    if text.isdecimal():
+        return int(text)
+    if text.startswith("cuda:") and text[5:].isdecimal():
+        return int(text[5:])
+    return None
+
+
 def setup(preference: str | int | None) -> tuple[Dist, torch.device]:
     if not launched_by_torchrun():
         return Dist(), pick_device(preference, 0)
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     local_rank = int(os.environ.get("LOCAL_RANK", rank))
+    if world > 1 and _gpu_index(preference) is not None:
+        # every process would take that one GPU (NCCL: "duplicate GPU"); torchrun gives each its own
+        raise CascadeError(f"device={preference} under torchrun with {world} processes would put all of them on "
+                           f"one GPU: use device=cuda (each process takes the GPU of its local rank) and choose "
+                           f"the GPUs with CUDA_VISIBLE_DEVICES")
     device = pick_device(preference, local_rank)
     owner = not tdist.is_initialized()
     if owner:

@@ -30,7 +30,11 @@ def test_cascade_pastes_only_inside_the_region_and_only_planned_classes(stage1_r
     out = model.run([image])[0]
     before = out.full_masks.copy()
     x0, y0, x1, y1 = out.region.box
-    assert out.probs.shape == (len(model.stage2.train_classes), y1 - y0, x1 - x0)
+    # only the pasted classes' channels come back from the network, and they are the full output's
+    assert out.prob_classes == CARPAL_INDICES and out.probs.shape == (len(CARPAL_INDICES), y1 - y0, x1 - x0)
+    every = model.stage2.predict([image], [out.region])[0]
+    picked = every[[model.stage2.train_classes.index(c) for c in CARPAL_INDICES]]
+    np.testing.assert_allclose(out.probs, picked, atol=1e-6)  # resampling 8 channels or 29 rounds alike to 1e-7
     final = model.final_masks(out, copy=True)
     outside = np.ones(image.shape[:2], bool)
     outside[y0:y1, x0:x1] = False
@@ -38,7 +42,7 @@ def test_cascade_pastes_only_inside_the_region_and_only_planned_classes(stage1_r
     others = [c for c in range(29) if c not in CARPAL_INDICES]
     np.testing.assert_array_equal(final[others], before[others])
     for c in CARPAL_INDICES:
-        j = model.stage2.train_classes.index(c)
+        j = out.prob_classes.index(c)
         expected = largest_component(out.probs[j] >= model.plan.thresholds[c])  # the checkpoint's default
         np.testing.assert_array_equal(final[c, y0:y1, x0:x1], expected)
 
@@ -142,12 +146,16 @@ def test_demo_runs_end_to_end_on_a_tiny_config_and_again_into_the_same_folder(tm
     tiny = ["demo", "--out", tmp_path / "demo", "patients=6", "test_patients=1", "size=192", "folds=3",
             "stage1_imgsz=128", "stage1_overrides=[epochs=1, batch=4, workers=0]",
             "stage2_overrides=[epochs=1, input_size=64, 'decoder_channels=[16,16,16,16,16]']",
+            "fullhand_overrides=[epochs=1, input_size=64, 'decoder_channels=[16,16,16,16,16]']",
             "overlays=1", "device=cpu"]
     result = run(*tiny)
     assert result.exit_code == 0, result.output
-    for name in ("submission.csv", "evaluation/dice.csv", "evaluation/dice.png", "evaluation/paste.json"):
+    for name in ("submission.csv", "evaluation/dice.csv", "evaluation/dice.png", "evaluation/paste.json",
+                 "base/heldout.csv", "base/test.csv"):
         assert (tmp_path / "demo" / name).exists(), name
-    assert "[8/8]" in result.output
+    columns = pd.read_csv(tmp_path / "demo" / "evaluation" / "dice.csv").columns
+    assert {"stage1_dice", "cascade_dice", "base_dice", "cascade_over_base_dice"} <= set(columns)
+    assert "[10/10]" in result.output
     first = (tmp_path / "demo" / "submission.csv").read_bytes()
     again = run(*tiny)  # `make demo` twice: everything is replaced, not refused or mixed
     assert again.exit_code == 0, again.output

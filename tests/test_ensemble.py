@@ -44,8 +44,8 @@ def fake_stage2(value, classes=(19, 20), path="a.pt"):
     return SimpleNamespace(
         path=Path(path), train_classes=list(classes), paste_classes=[19], thresholds=np.array([0.5, 0.4]),
         region_cfg=RegionConfig(), largest_component=True,
-        predict=lambda images, regions, tta_hflip=False, batch=8: [np.full((2, 3, 4), value, np.float32)
-                                                                   for _ in images])
+        predict=lambda images, regions, tta_hflip=False, batch=8, channels=None: [
+            np.full((2 if channels is None else len(channels), 3, 4), value, np.float32) for _ in images])
 
 
 def test_stage2_probabilities_are_averaged_and_only_alike_checkpoints_mix():
@@ -53,6 +53,7 @@ def test_stage2_probabilities_are_averaged_and_only_alike_checkpoints_mix():
     probs = mean.predict([None], [None])
     assert len(probs) == 1 and probs[0].shape == (2, 3, 4)
     np.testing.assert_allclose(probs[0], 0.5)
+    assert mean.predict([None], [None], channels=[1])[0].shape == (1, 3, 4)  # the channels asked for, passed on
     assert mean.train_classes == [19, 20] and mean.paste_classes == [19]
     with pytest.raises(CascadeError, match="b.pt"):
         Stage2Mean([fake_stage2(0.2), fake_stage2(0.8, classes=(19, 21), path="b.pt")])

@@ -1,0 +1,38 @@
+"""The GPU code paths' logic, checked on the CPU: which device each torchrun process takes."""
+
+import pytest
+import torch
+
+from convert.errors import CascadeError
+from stage2_segment import distributed
+
+
+@pytest.fixture
+def torchrun(monkeypatch):
+    """The environment torchrun gives its second of two processes."""
+    for key, value in {"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1", "MASTER_ADDR": "127.0.0.1",
+                       "MASTER_PORT": "29999"}.items():
+        monkeypatch.setenv(key, value)
+
+
+@pytest.mark.parametrize("device", ["cuda:0", "0", 0, "CUDA:1"])
+def test_an_explicit_gpu_under_torchrun_with_several_processes_is_refused(torchrun, device):
+    with pytest.raises(CascadeError, match="device=cuda .*CUDA_VISIBLE_DEVICES"):
+        distributed.setup(device)
+    assert not torch.distributed.is_initialized()
+
+
+def test_each_process_takes_the_gpu_of_its_local_rank(monkeypatch):
+    chosen = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
+    for preference in ("cuda", None, "auto"):
+        assert distributed.pick_device(preference, 3) == torch.device("cuda", 3)
+    assert chosen == [torch.device("cuda", 3)] * 3
+
+
+def test_one_process_keeps_the_gpu_it_was_given(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda d: None)
+    assert distributed.pick_device("cuda:2", 0) == torch.device("cuda", 2)
+    assert distributed.pick_device(1, 0) == torch.device("cuda", 1)
