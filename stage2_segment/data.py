@@ -89,7 +89,9 @@ def store_of(cfg: Stage2Config, cache_dir: Path | None) -> EntryStore:
 
 
 class TrainCrops(torch.utils.data.Dataset):
-    """(image (1, s, s) float32, labels (s, s, C) uint8) for one jittered, augmented crop per item."""
+    """(image (1, s, s) float32, labels (s, s, ceil(C / 8)) uint8 bit-packed) for one jittered, augmented crop per
+    item. The labels travel packed (29 classes: 4 bytes a pixel instead of 29, 4 MiB instead of 29 per 1024 crop
+    through the workers' shared memory) and are unpacked on the device by unpack_labels."""
 
     def __init__(self, items: Sequence[Item], store: EntryStore, cfg: Stage2Config):
         import albumentations as A
@@ -129,10 +131,19 @@ class TrainCrops(torch.utils.data.Dataset):
         masks = resize_masks(entry.crop_masks(self.classes, big, packed=True), self.big)  # 8 classes a byte
         out = self.aug(image=image, mask=masks)
         x = torch.from_numpy(self.preprocess(np.ascontiguousarray(out["image"])))
-        # labels stay (s, s, C): the training step permutes them on the device instead of copying here
-        y = torch.from_numpy(np.unpackbits(out["mask"].reshape(self.size, self.size, -1), axis=-1,
-                                           count=len(self.classes)))
+        y = torch.from_numpy(np.ascontiguousarray(out["mask"].reshape(self.size, self.size, -1)))
         return x, y
+
+
+_BITS = (128, 64, 32, 16, 8, 4, 2, 1)  # np.packbits' order: the first class in the most significant bit
+
+
+def unpack_labels(packed: torch.Tensor, classes: int) -> torch.Tensor:
+    """(B, s, s, ceil(C / 8)) uint8 packed as np.packbits(axis=-1) does -> (B, C, s, s) float 0 / 1, on the
+    tensor's own device."""
+    bits = torch.tensor(_BITS, dtype=torch.uint8, device=packed.device)
+    flags = (packed.unsqueeze(-1) & bits).ne(0).flatten(-2)[..., :classes]  # (B, s, s, C)
+    return flags.permute(0, 3, 1, 2).float()
 
 
 def val_crop(entry: Entry, classes: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:

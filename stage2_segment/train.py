@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import itertools
 import math
 import time
 from dataclasses import dataclass, field
@@ -29,7 +30,8 @@ from convert.pose import mix_poses
 from . import distributed
 from .checkpoint import check_same, load_checkpoint, load_weights, make_checkpoint, plain, save_checkpoint
 from .config import Stage2Config
-from .data import TrainCrops, class_indices, preprocess_of, scan_labelled, split_items, store_of, val_crop, write_folds
+from .data import (TrainCrops, class_indices, preprocess_of, scan_labelled, split_items, store_of, unpack_labels,
+                   val_crop, write_folds)
 from .model import IN_CHANNELS, build_unet, dice_bce_loss
 from .predict import predict_crops
 
@@ -122,7 +124,7 @@ def validate(net: torch.nn.Module, items, store, cfg: Stage2Config, device: torc
     amp = cfg.amp and device.type == "cuda"
     net.eval()
     chunk: list = []
-    for one in [*loaded, None]:
+    for one in itertools.chain(loaded, [None]):  # streamed: a few batches of crops in memory, never the fold
         if one is not None:
             chunk.append(one)
         if chunk and (one is None or len(chunk) == cfg.val_batch):
@@ -143,7 +145,15 @@ def _loader(dataset, cfg: Stage2Config, dist: distributed.Dist, device: torch.de
     return torch.utils.data.DataLoader(
         dataset, batch_size=cfg.batch, shuffle=sampler is None, sampler=sampler, num_workers=cfg.workers,
         pin_memory=device.type == "cuda", persistent_workers=cfg.workers > 0, drop_last=False,
-        generator=torch.Generator().manual_seed(cfg.seed + dist.rank))
+        generator=torch.Generator().manual_seed(cfg.seed + dist.rank), worker_init_fn=_one_cv2_thread)
+
+
+def _one_cv2_thread(_worker: int) -> None:
+    """OpenCV in each loader worker on one thread: N workers each starting a thread per core oversubscribe the
+    CPU that also feeds the GPU."""
+    import cv2
+
+    cv2.setNumThreads(1)
 
 
 def _write_metrics(path: Path, row: dict) -> None:
@@ -204,7 +214,9 @@ def _train(data, cfg: Stage2Config, split, dist: distributed.Dist, device: torch
         log(f"crop cache {cache_dir}: ready in {time.perf_counter() - t0:.1f} s "
             f"({len(split.train)} train / {len(split.val)} val images)")
 
-    optimizer = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    # fused: one kernel for all parameters on the GPU, and no host sync per step for the scaler's inf check
+    optimizer = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                  fused=device.type == "cuda")
     dataset = TrainCrops(split.train, store, cfg)
     loader = _loader(dataset, cfg, dist, device)
     total = cfg.epochs * len(loader)
@@ -279,7 +291,7 @@ def _train_epoch(model, loader, optimizer, scheduler, scaler, cfg: Stage2Config,
     for step, (x, y) in enumerate(loader):
         wait += time.perf_counter() - t
         x = x.to(device, non_blocking=True)
-        y = y.to(device, non_blocking=True).permute(0, 3, 1, 2).float()  # (B, s, s, C) -> (B, C, s, s)
+        y = unpack_labels(y.to(device, non_blocking=True), len(loader.dataset.classes))  # bits -> (B, C, s, s) float
         if cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=torch.float16, enabled=amp):

@@ -36,3 +36,38 @@ def test_one_process_keeps_the_gpu_it_was_given(monkeypatch):
     monkeypatch.setattr(torch.cuda, "set_device", lambda d: None)
     assert distributed.pick_device("cuda:2", 0) == torch.device("cuda", 2)
     assert distributed.pick_device(1, 0) == torch.device("cuda", 1)
+
+
+def test_validation_streams_its_crops(monkeypatch):
+    """The fold's crops are read a few batches ahead of the network, never all before the first forward pass."""
+    import numpy as np
+
+    from convert.config import CONFIG_DIR
+    from stage2_segment import train
+    from stage2_segment.config import load_stage2_config
+
+    loads, at_first_forward = [], []
+
+    class Entry:
+        region, bent = (0, 0, 8, 8), False
+
+        def crop_image(self, box):
+            return np.zeros((8, 8), np.uint8)
+
+        def crop_masks(self, classes, box, packed=False):
+            return np.zeros((len(classes), 8, 8), np.uint8)
+
+    class Store:
+        def get(self, item):
+            loads.append(item)
+            return Entry()
+
+    def forward(net, crops, *args, **kwargs):
+        at_first_forward.append(at_first_forward[0] if at_first_forward else len(loads))
+        return [np.zeros((29, 8, 8), np.float32) for _ in crops]
+
+    monkeypatch.setattr(train, "predict_crops", forward)
+    cfg = load_stage2_config(CONFIG_DIR / "stage2_cpu.yaml", ["val_batch=4", "workers=1"])
+    dice = train.validate(torch.nn.Identity(), list(range(40)), Store(), cfg, torch.device("cpu"), distributed.Dist())
+    assert len(loads) == 40 and dice.counts.sum() == 40
+    assert at_first_forward[0] <= cfg.val_batch + 2 * cfg.workers  # a batch, plus what the readers keep ahead

@@ -23,7 +23,7 @@ from convert.region import Region, carpal_region
 from stage2_segment.cache import EntryStore, make_entry
 from stage2_segment.checkpoint import load_checkpoint
 from stage2_segment.config import load_stage2_config
-from stage2_segment.data import TrainCrops, val_crop
+from stage2_segment.data import TrainCrops, unpack_labels, val_crop
 from stage2_segment.geometry import crop_padded, jitter_box, paste, resize_masks, to_native
 from stage2_segment.model import Preprocess
 from stage2_segment.predict import Stage2Model, predict_crops
@@ -194,10 +194,20 @@ def test_training_crop_moves_image_and_labels_together(synth_root, tmp_path):
     data = TrainCrops([item] * 8, Fixed(), cfg)
     torch.manual_seed(0)
     for i in range(8):
-        x, y = data[i]
-        assert x.shape == (1, 64, 64) and x.dtype == torch.float32 and y.shape == (64, 64, 29) and y.dtype == torch.uint8
-        assert _iou(x[0].numpy() > 0.5, y[..., CLASS_INDEX["Capitate"]].numpy()) > 0.85
-        assert _iou(y[..., CLASS_INDEX["Capitate"]].numpy(), y[..., CLASS_INDEX["Lunate"]].numpy()) < 0.2
+        x, packed = data[i]
+        # labels travel bit-packed (4 bytes a pixel for 29 classes) and are unpacked on the device
+        assert x.shape == (1, 64, 64) and x.dtype == torch.float32 and packed.shape == (64, 64, 4)
+        y = unpack_labels(packed[None], 29)[0].numpy()
+        assert y.shape == (29, 64, 64)
+        assert _iou(x[0].numpy() > 0.5, y[CLASS_INDEX["Capitate"]]) > 0.85
+        assert _iou(y[CLASS_INDEX["Capitate"]], y[CLASS_INDEX["Lunate"]]) < 0.2
+
+
+@pytest.mark.parametrize("classes", [1, 8, 9, 29])
+def test_unpacked_labels_are_numpys_unpackbits(classes):
+    bits = np.random.default_rng(classes).integers(0, 2, (3, 5, 7, classes), dtype=np.uint8)
+    packed = torch.from_numpy(np.packbits(bits, axis=-1))
+    np.testing.assert_array_equal(unpack_labels(packed, classes).numpy(), bits.transpose(0, 3, 1, 2))
 
 
 def test_validation_crop_is_the_unjittered_region_at_native_size(synth_root):
