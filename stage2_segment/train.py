@@ -224,6 +224,8 @@ def _train(data, cfg: Stage2Config, split, dist: distributed.Dist, device: torch
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_factor(cfg.scheduler, step, total, warmup, cfg.min_lr_ratio))
     amp = cfg.amp and device.type == "cuda"  # mixed precision only pays on GPUs
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # every crop has the input size: pick the fastest kernels once
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
 
     start, best = 1, -1.0
