@@ -24,11 +24,14 @@ def edge_tolerance_option(fn):
              "such polygons are cut to the image and counted, points farther out are an error.")(fn)
 
 
-def echo_clips(clips) -> None:
+def echo_warnings(clips, oriented=()) -> None:
+    """One line each for the label polygons cut to the image edge and the EXIF orientation tags ignored."""
     from convert.dataset import clip_summary
+    from convert.images import orientation_summary
 
-    if clips:
-        click.echo(clip_summary(clips), err=True)
+    for line in (clip_summary(clips), orientation_summary(list(oriented))):
+        if line:
+            click.echo(line, err=True)
 
 
 def user_errors(fn):
@@ -147,7 +150,7 @@ def convert_cmd(data, out, folds, fold, imgsz, seed, skip_bad, overwrite, worker
                                  **({"workers": workers} if workers else {}))
     for p in result.problems:
         click.echo(f"skipped {p}", err=True)
-    echo_clips(result.clips)
+    echo_warnings(result.clips, result.oriented)
     click.echo(f"wrote {result.counts['train']} train / {result.counts['val']} val images to {result.out} "
                f"(fold {fold} of {folds} held out; {len(result.problems)} problems)")
 
@@ -252,6 +255,7 @@ def predict(stage1, stage2, images, out, device, stage1_only, paste_file, tta, b
                                  shard=(shard_index, shard_count), progress=progress)
     for p in summary.skipped:
         click.echo(f"skipped (empty masks written) {p}", err=True)
+    echo_warnings((), summary.oriented)
     click.echo(summary.describe() + "; the submission passed validate-submission")
 
 
@@ -326,7 +330,7 @@ def evaluate(data, folds_file, folds, stage1, stage2, submission, out, device, t
         with Progress("evaluating") as progress:
             scores, plan = evaluate_folds(data, folds_file, runs, device=device, tta_hflip=tta, progress=progress,
                                           bent_share=bent_share, edge_tolerance=edge_tolerance)
-    echo_clips(scores.clips)
+    echo_warnings(scores.clips, scores.oriented)
     paths = write_report(scores, out, plan, bent_share=bent_share)
     click.echo(paths["markdown"].read_text())
     click.echo("wrote " + ", ".join(str(p) for p in paths.values()))

@@ -15,6 +15,7 @@ from convert.classes import CARPAL_INDICES, CLASSES
 from convert.dataset import EDGE_TOLERANCE, Clip, Item, iter_samples, scan
 from convert.errors import CascadeError, DataError
 from convert.folds import load_folds
+from convert.images import AS_STORED
 from convert.masks import class_masks
 from convert.metrics import dice_per_class, region_contains
 from convert.pose import TEST_BENT_SHARE, is_bent, pose_weights
@@ -49,6 +50,7 @@ class Scores:
     sources: Counter = field(default_factory=Counter)
     curves: dict[int, list[np.ndarray]] = field(default_factory=dict)  # pasted class -> per image, Dice per SETTING
     clips: list[Clip] = field(default_factory=list)  # label polygons cut to their image (within the edge tolerance)
+    oriented: list[str] = field(default_factory=list)  # images with an EXIF orientation tag, read as stored
 
     def add(self, name: str, truth: np.ndarray, predictions: dict[str, np.ndarray], region=None,
             patient: str = "") -> None:
@@ -60,6 +62,12 @@ class Scores:
         if region is not None:
             self.hits.append(region_contains(region, truth, CARPAL_INDICES))
             self.sources[region.source] += 1
+
+    def note(self, sample) -> None:
+        """What reading the sample's files warned about."""
+        self.clips.extend(sample.clips)
+        if sample.orientation != AS_STORED:
+            self.oriented.append(str(sample.item.image))
 
     def weights(self, bent_share: float | None) -> np.ndarray:
         """Per-image weights that mix bent and straight wrists at `bent_share` (uniform: None, or one pose)."""
@@ -219,7 +227,7 @@ def evaluate_folds(data: str | Path, folds_file: str | Path,
                         scores.curves.setdefault(c, []).append(
                             settings_curve(out.stage1_masks[c], out.probs[channel[c]], truth[c], out.region))
                 scores.add(sample.item.name, truth, predictions, out.region, patient=sample.item.patient)
-                scores.clips.extend(sample.clips)
+                scores.note(sample)
             done += len(samples)
             if progress:
                 progress(done, total)
@@ -277,5 +285,5 @@ def score_submission(submission: str | Path, data: str | Path, items: list[Item]
         except ValueError as exc:
             raise DataError(submission, f"{name}: {exc}") from None
         scores.add(name, class_masks(sample.polygons, sample.hw), {"submission": pred})
-        scores.clips.extend(sample.clips)
+        scores.note(sample)
     return scores

@@ -12,6 +12,7 @@ from typing import Callable
 from .classes import CLASSES
 from .dataset import EDGE_TOLERANCE, Clip, bounded_map, clip_summary, scan, try_load_sample
 from .errors import Problem
+from .images import AS_STORED, orientation_summary
 
 
 @dataclass
@@ -26,6 +27,7 @@ class CheckReport:
     polygons_per_class: Counter = field(default_factory=Counter)
     problems: list[Problem] = field(default_factory=list)
     clips: list[Clip] = field(default_factory=list)  # warnings: polygons cut to the image, within the tolerance
+    oriented: list[tuple[str, int]] = field(default_factory=list)  # warnings: (image, EXIF orientation tag)
 
     @property
     def ok(self) -> bool:
@@ -40,11 +42,15 @@ class CheckReport:
         odd = [f"{CLASSES[c]} {n}" for c, n in sorted(self.polygons_per_class.items()) if n != self.valid]
         if odd:
             lines.append(f"  polygon count differs from the image count for: {', '.join(odd)}")
-        if self.clips:  # warnings, not problems: these images are read
-            lines.append(f"  warnings: {len(self.clips)} ({clip_summary(self.clips)})")
-            lines += [f"    {c}" for c in self.clips[:max_problems]]
-            if len(self.clips) > max_problems:
-                lines.append(f"    ... and {len(self.clips) - max_problems} more")
+        warnings = [str(c) for c in self.clips] + [f"{p}: EXIF orientation {v} ignored: read as stored"
+                                                    for p, v in self.oriented]
+        if warnings:  # not problems: these images are read
+            lines.append(f"  warnings: {len(warnings)}")
+            lines += [f"    {line}" for line in filter(None, (clip_summary(self.clips), orientation_summary(
+                [p for p, _ in self.oriented])))]
+            lines += [f"    {w}" for w in warnings[:max_problems]]
+            if len(warnings) > max_problems:
+                lines.append(f"    ... and {len(warnings) - max_problems} more")
         lines.append(f"  problems: {len(self.problems)}")
         lines += [f"    {p}" for p in self.problems[:max_problems]]
         if len(self.problems) > max_problems:
@@ -70,6 +76,8 @@ def check_dataset(root: str | Path, workers: int = os.cpu_count() or 1,
         if sample is not None:
             report.valid += 1
             report.clips.extend(sample.clips)
+            if sample.orientation != AS_STORED:
+                report.oriented.append((str(sample.item.image), sample.orientation))
             h, w = sample.hw
             report.sizes[f"{w}x{h}"] += 1
             report.formats[_describe(sample.image)] += 1

@@ -18,7 +18,7 @@ import numpy as np
 
 from .classes import CLASS_INDEX, CLASSES, NUM_CLASSES
 from .errors import DataError, Problem
-from .images import IMAGE_SUFFIXES, image_hw, read_image
+from .images import AS_STORED, IMAGE_SUFFIXES, image_hw, read_image_oriented
 
 IMAGE_DIR = "DCM"
 LABEL_DIR = "outputs_json"
@@ -89,6 +89,7 @@ class Sample:
     image: np.ndarray  # as decoded: grey or colour, 8 or 16 bit
     polygons: list[Polygon]  # points may lie past the edge within the tolerance: drawing cuts them (masks.py)
     clips: list[Clip] = field(default_factory=list)
+    orientation: int = AS_STORED  # the file's EXIF orientation tag, ignored (convert.images)
 
     @property
     def hw(self) -> tuple[int, int]:
@@ -294,14 +295,14 @@ def load_sample(item: Item, edge_tolerance: float = EDGE_TOLERANCE) -> Sample:
 
 def try_load_sample(item: Item, edge_tolerance: float = EDGE_TOLERANCE) -> tuple[Sample | None, list[Problem]]:
     try:
-        image = read_image(item.image)
+        image, orientation = read_image_oriented(item.image)
     except DataError as exc:
         return None, [Problem(exc.path, exc.reason)]
     if item.label is None:
-        return Sample(item, image, []), []
+        return Sample(item, image, [], orientation=orientation), []
     clips: list[Clip] = []
     polygons, problems = parse_annotation(item.label, image_hw(image), edge_tolerance=edge_tolerance, clips=clips)
-    return (None if problems else Sample(item, image, polygons, clips)), problems
+    return (None if problems else Sample(item, image, polygons, clips, orientation)), problems
 
 
 def iter_samples(items: Sequence[Item], workers: int = 4,

@@ -27,7 +27,7 @@ from .classes import CLASSES
 from .dataset import EDGE_TOLERANCE, Clip, Item, Sample, bounded_map, scan, try_load_sample
 from .errors import DataError, Problem
 from .folds import FOLDS_FILE, make_folds, save_folds
-from .images import to_gray_uint8
+from .images import AS_STORED, to_gray_uint8
 
 SPLITS = ("train", "val")
 
@@ -38,6 +38,7 @@ class ConvertResult:
     counts: dict[str, int]
     problems: list[Problem] = field(default_factory=list)
     clips: list[Clip] = field(default_factory=list)  # polygons cut to their image (within the edge tolerance)
+    oriented: list[str] = field(default_factory=list)  # images with an EXIF orientation tag, written as stored
 
 
 def yolo_name(item: Item) -> str:
@@ -95,8 +96,9 @@ def _resized(image: np.ndarray, imgsz: int | None) -> np.ndarray:
 def _write_one(sample: Sample, split_dir: dict[str, Path], split: str, imgsz: int | None) -> tuple[str, int, int]:
     stem = yolo_name(sample.item)
     src = sample.item.image
-    if imgsz is None and sample.image.dtype == np.uint8:
-        # Already what YOLO reads: copy the encoded file rather than re-encoding a 2048 PNG.
+    if imgsz is None and sample.image.dtype == np.uint8 and sample.orientation == AS_STORED:
+        # Already what YOLO reads: copy the encoded file rather than re-encoding a 2048 PNG. Not with an EXIF
+        # orientation tag: ultralytics' reader (cv2.imread) would turn the pixels away from the labels.
         name = stem + src.suffix.lower()
         shutil.copyfile(src, split_dir["images"] / split / name)
     else:
@@ -156,7 +158,7 @@ def convert_to_yolo(
         for split in SPLITS:
             (kind / split).mkdir(parents=True)
     try:
-        rows, clips = [], []
+        rows, clips, oriented = [], [], []
         counts = dict.fromkeys(SPLITS, 0)
 
         def work(item: Item):
@@ -164,7 +166,7 @@ def convert_to_yolo(
             if item_problems:
                 return item, None, item_problems
             split = "val" if assignment[item.patient] == fold else "train"
-            return item, (split, *_write_one(sample, dirs, split, imgsz), sample.clips), []
+            return item, (split, *_write_one(sample, dirs, split, imgsz), sample.clips, sample.orientation), []
 
         for done, (item, written, item_problems) in enumerate(bounded_map(work, listing.items, workers), 1):
             if item_problems:
@@ -172,8 +174,10 @@ def convert_to_yolo(
                 if not skip_bad:
                     raise DataError(item_problems[0].path, item_problems[0].reason + _more(item_problems))
             else:
-                split, name, h, w, item_clips = written
+                split, name, h, w, item_clips, orientation = written
                 clips.extend(item_clips)
+                if orientation != AS_STORED:
+                    oriented.append(str(item.image))
                 counts[split] += 1
                 rows.append((split, f"images/{split}/{name}", item.patient, assignment[item.patient],
                              str(item.image.resolve()), h, w))
@@ -187,7 +191,7 @@ def convert_to_yolo(
         replace_dir(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return ConvertResult(out, counts, problems, clips)
+    return ConvertResult(out, counts, problems, clips, oriented)
 
 
 def _more(problems: list[Problem]) -> str:
