@@ -38,12 +38,14 @@ def fill_polygons(mask: np.ndarray, polygons: Iterable[np.ndarray], src_hw: tupl
         q[:, 1] = (p[:, 1] + 0.5) * sy - 0.5
         scaled.append(np.round(q * (1 << _SHIFT)).astype(np.int32))
     h, w = mask.shape[:2]
-    inside = [s for s in scaled if s.min() >= 0 and s[:, 0].max() >> _SHIFT < w and s[:, 1].max() >> _SHIFT < h]
+    inside, past = [], []
+    for s in scaled:  # a polygon reaching past the mask (convert.dataset.EDGE_TOLERANCE) is drawn apart
+        fits = s.min() >= 0 and s[:, 0].max() >> _SHIFT < w and s[:, 1].max() >> _SHIFT < h
+        (inside if fits else past).append(s)
     if inside:
         cv2.fillPoly(mask, inside, 1, lineType=cv2.LINE_8, shift=_SHIFT)
-    for s in scaled:
-        if not any(s is t for t in inside):
-            _fill_cut(mask, s)
+    for s in past:
+        _fill_cut(mask, s)
 
 
 def _fill_cut(mask: np.ndarray, fixed: np.ndarray) -> None:

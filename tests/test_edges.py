@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from cascade.cli import main
 from convert.check import check_dataset
 from convert.classes import CLASS_INDEX
-from convert.dataset import EDGE_TOLERANCE, edge_tolerance_px, iter_samples, load_sample, parse_annotation, scan
+from convert.dataset import EDGE_TOLERANCE, edge_tolerance_px, iter_samples, load_sample, scan
 from convert.masks import class_masks, polygon_mask
 from convert.submission import encode_masks, write_submission
 from convert.yolo import clip_to_unit_square
