@@ -14,6 +14,26 @@ from convert.errors import CascadeError
 from convert.pose import TEST_BENT_SHARE
 
 
+def edge_tolerance_option(fn):
+    """--edge-tolerance, the same on every command that reads label polygons."""
+    from convert.dataset import EDGE_TOLERANCE, EDGE_TOLERANCE_MIN_PX, MAX_EDGE_TOLERANCE
+
+    return click.option(
+        "--edge-tolerance", default=EDGE_TOLERANCE, show_default=True, type=click.FloatRange(0, MAX_EDGE_TOLERANCE),
+        help=f"Share of the image side a polygon point may lie past the edge (at least {EDGE_TOLERANCE_MIN_PX:g} px); "
+             "such polygons are cut to the image and counted, points farther out are an error.")(fn)
+
+
+def echo_warnings(clips, oriented=()) -> None:
+    """One line each for the label polygons cut to the image edge and the EXIF orientation tags ignored."""
+    from convert.dataset import clip_summary
+    from convert.images import orientation_summary
+
+    for line in (clip_summary(clips), orientation_summary(list(oriented))):
+        if line:
+            click.echo(line, err=True)
+
+
 def user_errors(fn):
     """A mistake in the user's input becomes one line on stderr and exit status 2, never a traceback."""
     @functools.wraps(fn)
@@ -87,16 +107,19 @@ def synth(out, patients, test_patients, size, seed, config, overrides):
 @main.command("check-data")
 @click.option("--data", required=True, type=click.Path(path_type=Path), help="Folder holding DCM/ and outputs_json/.")
 @click.option("--workers", default=None, type=click.IntRange(1), help="Decoding threads (default: all cores).")
+@edge_tolerance_option
 @user_errors
-def check_data(data, workers):
+def check_data(data, workers, edge_tolerance):
     """Check a labelled dataset: pairing, decodable images, valid polygons, all 29 classes.
 
-    Prints a summary and every problem; exits 1 when there are problems.
+    Prints a summary, every problem and every warning (polygons cut to the image edge); exits 1 when there are
+    problems, 0 when there are only warnings.
     """
     from convert.check import check_dataset
 
     with Progress("checking") as progress:
-        report = check_dataset(data, **({"workers": workers} if workers else {}), progress=progress)
+        report = check_dataset(data, **({"workers": workers} if workers else {}), progress=progress,
+                               edge_tolerance=edge_tolerance)
     click.echo(report.summary())
     if not report.ok:
         sys.exit(1)
@@ -112,8 +135,9 @@ def check_data(data, workers):
 @click.option("--skip-bad", is_flag=True, help="Drop images with problems (and report them) instead of stopping.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output folder.")
 @click.option("--workers", default=None, type=click.IntRange(1), help="Threads (default: all cores).")
+@edge_tolerance_option
 @user_errors
-def convert_cmd(data, out, folds, fold, imgsz, seed, skip_bad, overwrite, workers):
+def convert_cmd(data, out, folds, fold, imgsz, seed, skip_bad, overwrite, workers, edge_tolerance):
     """Convert JSON polygons to a YOLO-seg dataset with a patient-grouped train/val split.
 
     Writes images/, labels/, data.yaml, folds.json and index.csv into OUT, all at once at the end.
@@ -122,9 +146,11 @@ def convert_cmd(data, out, folds, fold, imgsz, seed, skip_bad, overwrite, worker
 
     with Progress("converting") as progress:
         result = convert_to_yolo(data, out, folds=folds, fold=fold, imgsz=imgsz, seed=seed, skip_bad=skip_bad,
-                                 overwrite=overwrite, progress=progress, **({"workers": workers} if workers else {}))
+                                 overwrite=overwrite, progress=progress, edge_tolerance=edge_tolerance,
+                                 **({"workers": workers} if workers else {}))
     for p in result.problems:
         click.echo(f"skipped {p}", err=True)
+    echo_warnings(result.clips, result.oriented)
     click.echo(f"wrote {result.counts['train']} train / {result.counts['val']} val images to {result.out} "
                f"(fold {fold} of {folds} held out; {len(result.problems)} problems)")
 
@@ -182,7 +208,8 @@ def train_stage1_cmd(data, config, overrides):
 def train_stage2_cmd(data, config, overrides):
     """Train the carpal-region UNet on native-resolution crops.
 
-    OVERRIDES are key=value pairs, e.g. epochs=1 input_size=128 device=cpu folds_file=yolo/folds.json.
+    OVERRIDES are key=value pairs, e.g. epochs=1 input_size=128 device=cpu folds_file=yolo/folds.json
+    edge_tolerance=0.05 (as --edge-tolerance of check-data).
     Multi-GPU: torchrun --nproc_per_node=4 -m cascade.cli train-stage2 --data ... (see README).
     """
     from stage2_segment.config import load_stage2_config
@@ -241,6 +268,7 @@ def predict(stage1, base, stage2, images, out, device, stage1_only, paste_file, 
                                  **({"workers": workers} if workers else {}))
     for p in summary.skipped:
         click.echo(f"skipped (empty masks written) {p}", err=True)
+    echo_warnings((), summary.oriented)
     click.echo(summary.describe() + "; the submission passed validate-submission")
 
 
@@ -285,8 +313,9 @@ def merge_submissions_cmd(parts, out, images):
 @click.option("--bent-share", default=str(TEST_BENT_SHARE), show_default=True,
               help="Share of bent wrists to weigh the held-out images to (the real test set's); 'none' for a plain "
                    "mean. The paste plan and its settings are chosen on this mix.")
+@edge_tolerance_option
 @user_errors
-def evaluate(data, folds_file, folds, stage1, stage2, submission, base, out, device, tta, bent_share):
+def evaluate(data, folds_file, folds, stage1, stage2, submission, base, out, device, tta, bent_share, edge_tolerance):
     """Per-class Dice at native resolution on held-out patients: stage 1 alone and the cascade.
 
     Writes dice.csv, pose.csv (straight vs bent wrists), dice.md, dice.png and paste.json (the classes the
@@ -307,7 +336,7 @@ def evaluate(data, folds_file, folds, stage1, stage2, submission, base, out, dev
                            "--submission")
     if submission is not None:
         items = [i for f in folds for i in held_out(data, folds_file, f)] if folds_file else None
-        scores, plan = score_submission(submission, data, items), None
+        scores, plan = score_submission(submission, data, items, edge_tolerance=edge_tolerance), None
     else:
         if (not stage1 and base is None) or folds_file is None:
             raise CascadeError("--stage1 (or --base) and --folds are required (or --submission to score a CSV)")
@@ -323,7 +352,8 @@ def evaluate(data, folds_file, folds, stage1, stage2, submission, base, out, dev
         runs = list(zip(folds, firsts, map(_models, stage2) if stage2 else [None] * len(folds)))
         with Progress("evaluating") as progress:
             scores, plan = evaluate_folds(data, folds_file, runs, device=device, tta_hflip=tta, progress=progress,
-                                          bent_share=bent_share, base=base)
+                                          bent_share=bent_share, base=base, edge_tolerance=edge_tolerance)
+    echo_warnings(scores.clips, scores.oriented)
     paths = write_report(scores, out, plan, bent_share=bent_share)
     click.echo(paths["markdown"].read_text())
     click.echo("wrote " + ", ".join(str(p) for p in paths.values()))

@@ -12,9 +12,10 @@ import numpy as np
 import pandas as pd
 
 from convert.classes import CARPAL_INDICES, CLASSES
-from convert.dataset import Item, iter_samples, scan
+from convert.dataset import EDGE_TOLERANCE, Clip, Item, iter_samples, scan
 from convert.errors import CascadeError, DataError
 from convert.folds import load_folds
+from convert.images import AS_STORED
 from convert.masks import class_masks
 from convert.metrics import dice_per_class, region_contains
 from convert.pose import TEST_BENT_SHARE, is_bent, pose_weights
@@ -48,6 +49,8 @@ class Scores:
     bent: list[bool] = field(default_factory=list)  # per image: a bent wrist in the labels (convert.pose)
     sources: Counter = field(default_factory=Counter)
     curves: dict[int, list[np.ndarray]] = field(default_factory=dict)  # pasted class -> per image, Dice per SETTING
+    clips: list[Clip] = field(default_factory=list)  # label polygons cut to their image (within the edge tolerance)
+    oriented: list[str] = field(default_factory=list)  # images with an EXIF orientation tag, read as stored
 
     def add(self, name: str, truth: np.ndarray, predictions: dict[str, np.ndarray], region=None,
             patient: str = "") -> None:
@@ -59,6 +62,12 @@ class Scores:
         if region is not None:
             self.hits.append(region_contains(region, truth, CARPAL_INDICES))
             self.sources[region.source] += 1
+
+    def note(self, sample) -> None:
+        """What reading the sample's files warned about."""
+        self.clips.extend(sample.clips)
+        if sample.orientation != AS_STORED:
+            self.oriented.append(str(sample.item.image))
 
     def weights(self, bent_share: float | None) -> np.ndarray:
         """Per-image weights that mix bent and straight wrists at `bent_share` (uniform: None, or one pose)."""
@@ -175,7 +184,8 @@ def evaluate_folds(data: str | Path, folds_file: str | Path,
                    batch: int = 4, tta_hflip: bool = False, conf: float | None = None,
                    progress: Callable[[int, int], None] | None = None,
                    bent_share: float | None = TEST_BENT_SHARE,
-                   base: str | Path | None = None) -> tuple[Scores, PastePlan | None]:
+                   base: str | Path | None = None,
+                   edge_tolerance: float = EDGE_TOLERANCE) -> tuple[Scores, PastePlan | None]:
     """Stage 1 alone and the cascade (stage 2 pasted for the checkpoint's classes at its thresholds), each
     `(fold, stage1, stage2)` run on the held-out patients of its own fold, pooled: with every fold, every
     labelled image is scored by models that never saw its patient (out-of-fold), and the choices below rest on
@@ -220,7 +230,7 @@ def evaluate_folds(data: str | Path, folds_file: str | Path,
                 raise CascadeError(f"{names}: pastes other classes than the first fold's checkpoint")
             candidates = candidates or model.plan
         for start in range(0, len(items[fold]), batch):
-            samples = list(iter_samples(items[fold][start:start + batch]))
+            samples = list(iter_samples(items[fold][start:start + batch], edge_tolerance=edge_tolerance))
             outs = model.run([s.image for s in samples], [s.item.name for s in samples])
             for sample, out in zip(samples, outs):
                 truth = class_masks(sample.polygons, sample.hw)
@@ -232,6 +242,7 @@ def evaluate_folds(data: str | Path, folds_file: str | Path,
                         scores.curves.setdefault(c, []).append(
                             settings_curve(out.full_masks[c], out.probs[channel[c]], truth[c], out.region))
                 scores.add(sample.item.name, truth, predictions, out.region, patient=sample.item.patient)
+                scores.note(sample)
             done += len(samples)
             if progress:
                 progress(done, total)
@@ -265,7 +276,8 @@ def choose_plan(scores: Scores, candidates: PastePlan, bent_share: float | None 
     return PastePlan(raised, {c: thresholds[c] for c in raised}, tuple(c for c in raised if c in largest))
 
 
-def score_submission(submission: str | Path, data: str | Path, items: list[Item] | None = None) -> Scores:
+def score_submission(submission: str | Path, data: str | Path, items: list[Item] | None = None,
+                     edge_tolerance: float = EDGE_TOLERANCE) -> Scores:
     """Dice of an existing submission CSV against the labels of the images it names."""
     from convert.rle import decode
     from convert.submission import read_submission, validate_submission
@@ -282,11 +294,13 @@ def score_submission(submission: str | Path, data: str | Path, items: list[Item]
         raise DataError(submission, f"image {missing[0]} has no labels among {among}")
     scores = Scores()
     groups = list(df.groupby("image_name", sort=True))
-    samples = iter_samples([by_name[name] for name, _ in groups], workers=os.cpu_count() or 1)  # decoded on threads
+    samples = iter_samples([by_name[name] for name, _ in groups], workers=os.cpu_count() or 1,  # decoded on threads
+                           edge_tolerance=edge_tolerance)
     for (name, group), sample in zip(groups, samples):
         try:
             pred = np.stack([decode(code, sample.hw) for code in group["rle"]])
         except ValueError as exc:
             raise DataError(submission, f"{name}: {exc}") from None
         scores.add(name, class_masks(sample.polygons, sample.hw), {"submission": pred})
+        scores.note(sample)
     return scores

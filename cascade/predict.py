@@ -15,7 +15,7 @@ from convert.atomic import check_output
 from convert.classes import NUM_CLASSES
 from convert.dataset import bounded_map
 from convert.errors import DataError, Problem
-from convert.images import read_hw, read_image
+from convert.images import AS_STORED, read_hw, read_image_oriented
 from convert.submission import encode_masks, list_images, validate_submission, write_submission
 
 from .base import UNBOUNDED_HW, BaseSubmission
@@ -31,6 +31,7 @@ class PredictSummary:
     seconds: float = 0.0
     skipped: list[Problem] = field(default_factory=list)
     sizes: dict[str, tuple[int, int]] = field(default_factory=dict)  # image name -> (H, W) as decoded
+    oriented: list[str] = field(default_factory=list)  # images with an EXIF orientation tag, read as stored
 
     def describe(self) -> str:
         per = self.seconds / self.images if self.images else 0.0
@@ -42,9 +43,10 @@ class PredictSummary:
 
 def _decode(path: Path):
     try:
-        return path, read_image(path), None
+        image, orientation = read_image_oriented(path)
     except DataError as exc:
         return path, None, Problem(exc.path, exc.reason)
+    return path, (image, orientation), None
 
 
 def predict_folder(images: str | Path, out: str | Path, stage1: str | Path | Sequence[str | Path] | None,
@@ -114,7 +116,7 @@ def predict_folder(images: str | Path, out: str | Path, stage1: str | Path | Seq
 
     # images are decoded on worker threads while the model runs
     try:
-        for done, (path, image, problem) in enumerate(bounded_map(_decode, paths, workers), 1):
+        for done, (path, decoded, problem) in enumerate(bounded_map(_decode, paths, workers), 1):
             if problem is not None:
                 if not skip_bad:
                     raise DataError(problem.path, problem.reason + " (or pass --skip-bad to leave it out)")
@@ -124,6 +126,9 @@ def predict_folder(images: str | Path, out: str | Path, stage1: str | Path | Seq
                 # empty masks fit any size; the base's rows were checked against the header's size, if readable
                 summary.sizes[path.name] = stored.get(path.name, UNBOUNDED_HW) if full_hand else (0, 0)
             else:
+                image, orientation = decoded
+                if orientation != AS_STORED:
+                    summary.oriented.append(str(path))
                 pending.append((path, image))
                 if len(pending) >= batch:
                     flush()

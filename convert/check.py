@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from collections import Counter
 from dataclasses import dataclass, field
@@ -9,8 +10,9 @@ from pathlib import Path
 from typing import Callable
 
 from .classes import CLASSES
-from .dataset import bounded_map, scan, try_load_sample
+from .dataset import EDGE_TOLERANCE, Clip, bounded_map, clip_summary, scan, try_load_sample
 from .errors import Problem
+from .images import AS_STORED, orientation_summary
 
 
 @dataclass
@@ -24,6 +26,8 @@ class CheckReport:
     classes_per_image: Counter = field(default_factory=Counter)  # distinct classes -> images
     polygons_per_class: Counter = field(default_factory=Counter)
     problems: list[Problem] = field(default_factory=list)
+    clips: list[Clip] = field(default_factory=list)  # warnings: polygons cut to the image, within the tolerance
+    oriented: list[tuple[str, int]] = field(default_factory=list)  # warnings: (image, EXIF orientation tag)
 
     @property
     def ok(self) -> bool:
@@ -38,6 +42,15 @@ class CheckReport:
         odd = [f"{CLASSES[c]} {n}" for c, n in sorted(self.polygons_per_class.items()) if n != self.valid]
         if odd:
             lines.append(f"  polygon count differs from the image count for: {', '.join(odd)}")
+        warnings = [str(c) for c in self.clips] + [f"{p}: EXIF orientation {v} ignored: read as stored"
+                                                    for p, v in self.oriented]
+        if warnings:  # not problems: these images are read
+            lines.append(f"  warnings: {len(warnings)}")
+            lines += [f"    {line}" for line in filter(None, (clip_summary(self.clips), orientation_summary(
+                [p for p, _ in self.oriented])))]
+            lines += [f"    {w}" for w in warnings[:max_problems]]
+            if len(warnings) > max_problems:
+                lines.append(f"    ... and {len(warnings) - max_problems} more")
         lines.append(f"  problems: {len(self.problems)}")
         lines += [f"    {p}" for p in self.problems[:max_problems]]
         if len(self.problems) > max_problems:
@@ -51,15 +64,20 @@ def _describe(image) -> str:
 
 
 def check_dataset(root: str | Path, workers: int = os.cpu_count() or 1,
-                  progress: Callable[[int, int], None] | None = None) -> CheckReport:
+                  progress: Callable[[int, int], None] | None = None,
+                  edge_tolerance: float = EDGE_TOLERANCE) -> CheckReport:
     """Decode every image and validate every annotation; all problems are collected, none raised."""
     listing = scan(root)
     report = CheckReport(Path(root), images=len(listing.items), patients=len(listing.patients),
                          problems=list(listing.problems))
-    for done, (sample, problems) in enumerate(bounded_map(try_load_sample, listing.items, workers), 1):
+    load = functools.partial(try_load_sample, edge_tolerance=edge_tolerance)
+    for done, (sample, problems) in enumerate(bounded_map(load, listing.items, workers), 1):
         report.problems.extend(problems)
         if sample is not None:
             report.valid += 1
+            report.clips.extend(sample.clips)
+            if sample.orientation != AS_STORED:
+                report.oriented.append((str(sample.item.image), sample.orientation))
             h, w = sample.hw
             report.sizes[f"{w}x{h}"] += 1
             report.formats[_describe(sample.image)] += 1

@@ -15,7 +15,15 @@ from .errors import CascadeError, DataError
 
 T = TypeVar("T")
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+def _config_dir() -> Path:
+    """The default YAMLs: configs/ of the checkout, which a wheel ships as convert/configs (setup.cfg)."""
+    here = Path(__file__).resolve().parent
+    installed = here / "configs"
+    return installed if installed.is_dir() else here.parent / "configs"
+
+
+CONFIG_DIR = _config_dir()
 
 
 def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:

@@ -6,6 +6,7 @@ folder), the image size (from the decoded image, never from the JSON metadata) a
 
 from __future__ import annotations
 
+import functools
 import json
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -17,12 +18,58 @@ import numpy as np
 
 from .classes import CLASS_INDEX, CLASSES, NUM_CLASSES
 from .errors import DataError, Problem
-from .images import IMAGE_SUFFIXES, image_hw, read_image
+from .images import AS_STORED, IMAGE_SUFFIXES, image_hw, read_image_oriented
 
 IMAGE_DIR = "DCM"
 LABEL_DIR = "outputs_json"
 
 Polygon = tuple[int, np.ndarray]  # (class index, (N, 2) int32 x, y points in source pixels)
+
+# Annotators put points on, or a few pixels past, the border of a bone the film cuts (radius and ulna at the
+# bottom, a finger tip at the top, a collimation edge). Points past the edge by at most this share of the
+# image side (and never less than EDGE_TOLERANCE_MIN_PX) are read and the polygon is cut to the image; farther
+# out they mean another image or another coordinate frame, and stay an error.
+EDGE_TOLERANCE = 0.03
+EDGE_TOLERANCE_MIN_PX = 2.0
+MAX_EDGE_TOLERANCE = 0.25  # a wider band would accept polygons of another coordinate frame
+
+
+@dataclass(frozen=True)
+class Clip:
+    """A polygon that reached past the image edge within the tolerance, and was cut to the image."""
+
+    path: str
+    what: str          # "annotation 26 ('Pisiform')"
+    overshoot: float   # pixels past the edge, at the worst point
+    tolerance: float   # pixels allowed for this image
+
+    def __str__(self) -> str:
+        return (f"{self.path}: {self.what}: cut to the image ({self.overshoot:g} px past the edge; "
+                f"tolerance {self.tolerance:g} px)")
+
+
+def edge_tolerance_px(hw: tuple[int, int], fraction: float = EDGE_TOLERANCE) -> float:
+    """Pixels a point may lie past the edge of an image of size hw."""
+    return max(EDGE_TOLERANCE_MIN_PX, fraction * max(hw))
+
+
+def overshoot(points: np.ndarray, hw: tuple[int, int]) -> float:
+    """How far (pixels) the farthest point lies past the image. Integer coordinates name pixels, so x == w
+    (the far side of the last pixel) is on the border: 0."""
+    h, w = hw
+    past = max(-points[:, 0].min(), -points[:, 1].min(), points[:, 0].max() - w, points[:, 1].max() - h)
+    return max(0.0, float(past))
+
+
+def clip_summary(clips: Sequence[Clip]) -> str | None:
+    """One line for every polygon cut to its image, or None when there was none."""
+    if not clips:
+        return None
+    worst = max(clips, key=lambda c: c.overshoot)
+    files = len({c.path for c in clips})
+    return (f"clipped {len(clips)} polygon{'s' if len(clips) > 1 else ''} in {files} file{'s' if files > 1 else ''}"
+            f" to the image (worst {worst.overshoot:g} px past the edge, in {worst.path}; "
+            f"tolerance {worst.tolerance:g} px)")
 
 
 @dataclass(frozen=True)
@@ -40,7 +87,9 @@ class Item:
 class Sample:
     item: Item
     image: np.ndarray  # as decoded: grey or colour, 8 or 16 bit
-    polygons: list[Polygon]
+    polygons: list[Polygon]  # points may lie past the edge within the tolerance: drawing cuts them (masks.py)
+    clips: list[Clip] = field(default_factory=list)
+    orientation: int = AS_STORED  # the file's EXIF orientation tag, ignored (convert.images)
 
     @property
     def hw(self) -> tuple[int, int]:
@@ -143,8 +192,16 @@ def _zero_area(points: np.ndarray) -> str | None:
     return None
 
 
-def parse_annotation(path: str | Path, hw: tuple[int, int], require_all: bool = True) -> tuple[list[Polygon], list[Problem]]:
-    """Validated polygons of one JSON file for an image of size hw, and everything wrong with it."""
+def parse_annotation(path: str | Path, hw: tuple[int, int], require_all: bool = True,
+                     edge_tolerance: float = EDGE_TOLERANCE,
+                     clips: list[Clip] | None = None) -> tuple[list[Polygon], list[Problem]]:
+    """Validated polygons of one JSON file for an image of size hw, and everything wrong with it.
+
+    A polygon reaching past the edge by at most edge_tolerance (a share of the side, see edge_tolerance_px) is
+    kept with its points as drawn, and recorded in clips when a list is given: every mask is drawn by
+    cv2.fillPoly, which cuts it to the image, so its mask is the polygon cut to the image exactly (clamping
+    the points instead would tilt the edges next to them).
+    """
     path = Path(path)
     where = str(path)
     try:
@@ -164,6 +221,7 @@ def parse_annotation(path: str | Path, hw: tuple[int, int], require_all: bool = 
         return [], [Problem(where, "no 'annotations' list")]
 
     h, w = hw
+    allowed = edge_tolerance_px(hw, edge_tolerance)
     polygons: list[Polygon] = []
     problems: list[Problem] = []
     named: dict[int, int] = {}  # class -> its first annotation, valid or not
@@ -196,18 +254,25 @@ def parse_annotation(path: str | Path, hw: tuple[int, int], require_all: bool = 
         if len(points) < 3:
             problems.append(Problem(where, f"{tag}: polygon has {len(points)} points, needs at least 3"))
             continue
-        # A vertex on the far edge (x == w) is still on the image's boundary; beyond it is an error.
-        if points.min() < 0 or points[:, 0].max() > w or points[:, 1].max() > h:
+        past = overshoot(points, hw)
+        if past > allowed:
             problems.append(Problem(where, f"{tag}: points outside the {w}x{h} image "
                                            f"(x {points[:, 0].min():g}..{points[:, 0].max():g}, "
-                                           f"y {points[:, 1].min():g}..{points[:, 1].max():g})"))
+                                           f"y {points[:, 1].min():g}..{points[:, 1].max():g}; "
+                                           f"{past:g} px past the edge, tolerance {allowed:g} px)"))
             continue
-        points[:, 0] = np.minimum(points[:, 0], w - 1)
-        points[:, 1] = np.minimum(points[:, 1], h - 1)
+        if past == 0:
+            # A vertex on the far edge (x == w) is still on the image's boundary: drawn on its last pixel.
+            points[:, 0] = np.minimum(points[:, 0], w - 1)
+            points[:, 1] = np.minimum(points[:, 1], h - 1)
+        elif clips is not None:
+            clips.append(Clip(where, tag, round(past, 2), round(allowed, 2)))
         points = np.round(points).astype(np.int32)
-        flat = _zero_area(points)  # judged on the pixels it would be drawn with
+        # judged on the pixels it would be drawn with, inside the image
+        flat = _zero_area(np.clip(points, 0, (w - 1, h - 1)))
         if flat:
-            problems.append(Problem(where, f"{tag}: polygon has zero area ({flat})"))
+            problems.append(Problem(where, f"{tag}: polygon has zero area in the image ({flat})" if past else
+                                           f"{tag}: polygon has zero area ({flat})"))
             continue
         polygons.append((cls, points))
     if require_all:
@@ -218,9 +283,9 @@ def parse_annotation(path: str | Path, hw: tuple[int, int], require_all: bool = 
     return polygons, problems
 
 
-def load_sample(item: Item) -> Sample:
+def load_sample(item: Item, edge_tolerance: float = EDGE_TOLERANCE) -> Sample:
     """Decode the image and its validated polygons; any problem raises a DataError naming the file."""
-    sample, problems = try_load_sample(item)
+    sample, problems = try_load_sample(item, edge_tolerance)
     if problems:
         first = problems[0]
         more = f" (+{len(problems) - 1} more problems)" if len(problems) > 1 else ""
@@ -228,22 +293,25 @@ def load_sample(item: Item) -> Sample:
     return sample
 
 
-def try_load_sample(item: Item) -> tuple[Sample | None, list[Problem]]:
+def try_load_sample(item: Item, edge_tolerance: float = EDGE_TOLERANCE) -> tuple[Sample | None, list[Problem]]:
     try:
-        image = read_image(item.image)
+        image, orientation = read_image_oriented(item.image)
     except DataError as exc:
         return None, [Problem(exc.path, exc.reason)]
     if item.label is None:
-        return Sample(item, image, []), []
-    polygons, problems = parse_annotation(item.label, image_hw(image))
-    return (None if problems else Sample(item, image, polygons)), problems
+        return Sample(item, image, [], orientation=orientation), []
+    clips: list[Clip] = []
+    polygons, problems = parse_annotation(item.label, image_hw(image), edge_tolerance=edge_tolerance, clips=clips)
+    return (None if problems else Sample(item, image, polygons, clips, orientation)), problems
 
 
 def iter_samples(items: Sequence[Item], workers: int = 4,
-                 on_problem: Callable[[Problem], None] | None = None) -> Iterator[Sample]:
+                 on_problem: Callable[[Problem], None] | None = None,
+                 edge_tolerance: float = EDGE_TOLERANCE) -> Iterator[Sample]:
     """Load samples on worker threads (decoding releases the GIL), in order; bad items are reported to
     on_problem and skipped, or raise a DataError when on_problem is None."""
-    for sample, problems in bounded_map(try_load_sample, items, workers):
+    load = functools.partial(try_load_sample, edge_tolerance=edge_tolerance)
+    for sample, problems in bounded_map(load, items, workers):
         if problems:
             if on_problem is None:
                 raise DataError(problems[0].path, problems[0].reason)

@@ -11,18 +11,56 @@ from .errors import DataError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 
+# An EXIF orientation tag asks viewers to rotate or mirror the stored pixels. This tool reads every image as
+# stored and ignores the tag (the masks, the submission and the metric use the stored size, as the competition's
+# untagged PNGs have it); a tagged image is reported, since an annotation tool may have shown it turned.
+EXIF_ORIENTATION_TAG = 0x0112
+AS_STORED = 1  # the tag's value for "no rotation"
+_EXIF_MARKERS = (b"Exif\x00\x00", b"eXIf")  # JPEG APP1 / PNG chunk: only files holding one are parsed
+
 
 def read_image(path: str | Path) -> np.ndarray:
     """Decode an image as stored (grey or colour, 8 or 16 bit); a file that cannot be decoded is a DataError."""
+    return read_image_oriented(path)[0]
+
+
+def _orientation(data: np.ndarray) -> int:
+    raw = data.tobytes()
+    if not any(m in raw for m in _EXIF_MARKERS) and not raw.startswith((b"II*\x00", b"MM\x00*")):  # TIFF: tags
+        return AS_STORED
+    try:
+        import io
+
+        from PIL import Image
+
+        with Image.open(io.BytesIO(raw)) as im:
+            value = im.getexif().get(EXIF_ORIENTATION_TAG, AS_STORED)
+    except Exception:  # noqa: BLE001  (Pillow raises many kinds; a tag it cannot read is no tag: cv2 decodes)
+        return AS_STORED
+    return value if isinstance(value, int) and 1 <= value <= 8 else AS_STORED
+
+
+def read_image_oriented(path: str | Path) -> tuple[np.ndarray, int]:
+    """read_image, and the file's EXIF orientation tag (AS_STORED when it has none); the pixels are as stored."""
     path = Path(path)
     if not path.is_file():
         raise DataError(path, "is a folder; expected an image file" if path.is_dir() else "image file not found")
-    # imdecode on bytes (not imread) so that non-ASCII paths work and truncation is detected the same way.
+    # imdecode on bytes (not imread) so that non-ASCII paths work and truncation is detected the same way;
+    # IMREAD_UNCHANGED also leaves the pixels as stored whatever their EXIF orientation (imread would turn them).
     data = np.fromfile(path, np.uint8)
     image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     if image is None or image.size == 0:
         raise DataError(path, "cannot decode image (corrupt, truncated or not an image)")
-    return image
+    return image, _orientation(data)
+
+
+def orientation_summary(paths: list[str]) -> str | None:
+    """One line for the images read as stored although an EXIF tag asks to turn them, or None."""
+    if not paths:
+        return None
+    n = len(paths)
+    return (f"{n} image{'s' if n > 1 else ''} carr{'y' if n > 1 else 'ies'} an EXIF orientation tag (first: "
+            f"{paths[0]}); read as stored, the tag ignored: the polygons must refer to the stored pixels")
 
 
 def to_gray_uint8(image: np.ndarray) -> np.ndarray:

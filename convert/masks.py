@@ -37,8 +37,32 @@ def fill_polygons(mask: np.ndarray, polygons: Iterable[np.ndarray], src_hw: tupl
         q[:, 0] = (p[:, 0] + 0.5) * sx - 0.5
         q[:, 1] = (p[:, 1] + 0.5) * sy - 0.5
         scaled.append(np.round(q * (1 << _SHIFT)).astype(np.int32))
-    if scaled:
-        cv2.fillPoly(mask, scaled, 1, lineType=cv2.LINE_8, shift=_SHIFT)
+    h, w = mask.shape[:2]
+    inside, past = [], []
+    for s in scaled:  # a polygon reaching past the mask (convert.dataset.EDGE_TOLERANCE) is drawn apart
+        fits = s.min() >= 0 and s[:, 0].max() >> _SHIFT < w and s[:, 1].max() >> _SHIFT < h
+        (inside if fits else past).append(s)
+    if inside:
+        cv2.fillPoly(mask, inside, 1, lineType=cv2.LINE_8, shift=_SHIFT)
+    for s in past:
+        _fill_cut(mask, s)
+
+
+def _fill_cut(mask: np.ndarray, fixed: np.ndarray) -> None:
+    """Fill a fixed-point polygon reaching past the mask as if drawn on a larger canvas and cut to the mask.
+
+    cv2.fillPoly's own clipping moves the edges near a vertex outside the canvas by a pixel or so, so the
+    polygon is drawn on a canvas of its own bounding box (whole-pixel shifts are exact) and the overlap copied.
+    """
+    lo = (fixed.min(axis=0) >> _SHIFT) - 1
+    hi = (fixed.max(axis=0) >> _SHIFT) + 2
+    canvas = np.zeros((hi[1] - lo[1], hi[0] - lo[0]), np.uint8)
+    cv2.fillPoly(canvas, [fixed - (lo << _SHIFT).astype(np.int32)], 1, lineType=cv2.LINE_8, shift=_SHIFT)
+    h, w = mask.shape[:2]
+    x0, y0 = max(0, lo[0]), max(0, lo[1])
+    x1, y1 = min(w, hi[0]), min(h, hi[1])
+    if x0 < x1 and y0 < y1:
+        mask[y0:y1, x0:x1] |= canvas[y0 - lo[1]:y1 - lo[1], x0 - lo[0]:x1 - lo[0]]
 
 
 def class_masks(

@@ -1,8 +1,9 @@
 """JSON polygons -> a YOLO-seg dataset that ultralytics trains on directly.
 
 Layout written under `out`: images/{train,val}/, labels/{train,val}/ (one line per polygon:
-`class x1 y1 x2 y2 ...`, coordinates normalised by the image size and clipped to [0, 1]), data.yaml with the
-splits and the 29 names (no `path`: ultralytics then looks beside data.yaml, so the folder can be moved),
+`class x1 y1 x2 y2 ...`, coordinates normalised by the image size; a polygon reaching past the edge is cut
+to [0, 1]), data.yaml with the splits and the 29 names (no `path`: ultralytics then looks beside data.yaml,
+so the folder can be moved),
 folds.json (the patient split every later stage reuses) and index.csv (which source image each file came
 from, with its native size).
 """
@@ -23,10 +24,10 @@ import yaml
 
 from .atomic import replace_dir, write_text
 from .classes import CLASSES
-from .dataset import Item, Sample, bounded_map, scan, try_load_sample
+from .dataset import EDGE_TOLERANCE, Clip, Item, Sample, bounded_map, scan, try_load_sample
 from .errors import DataError, Problem
 from .folds import FOLDS_FILE, make_folds, save_folds
-from .images import to_gray_uint8
+from .images import AS_STORED, to_gray_uint8
 
 SPLITS = ("train", "val")
 
@@ -36,6 +37,8 @@ class ConvertResult:
     out: Path
     counts: dict[str, int]
     problems: list[Problem] = field(default_factory=list)
+    clips: list[Clip] = field(default_factory=list)  # polygons cut to their image (within the edge tolerance)
+    oriented: list[str] = field(default_factory=list)  # images with an EXIF orientation tag, written as stored
 
 
 def yolo_name(item: Item) -> str:
@@ -51,9 +54,35 @@ def label_lines(sample: Sample) -> list[str]:
         norm = np.empty(points.shape, np.float64)
         norm[:, 0] = (points[:, 0] + 0.5) / w
         norm[:, 1] = (points[:, 1] + 0.5) / h
-        np.clip(norm, 0.0, 1.0, out=norm)
+        if norm.min() < 0.0 or norm.max() > 1.0:  # reached past the edge (convert.dataset.EDGE_TOLERANCE)
+            norm = clip_to_unit_square(norm)
+            if len(norm) < 3:
+                continue
         lines.append(f"{cls} " + " ".join(f"{v:.6f}" for v in norm.ravel()))
     return lines
+
+
+def clip_to_unit_square(points: np.ndarray) -> np.ndarray:
+    """The polygon cut by the square [0, 1] x [0, 1] (Sutherland-Hodgman, one side at a time). Clamping each
+    vertex instead would move the polygon's edges next to it, not cut them."""
+    poly = [tuple(p) for p in points]
+    for axis in (0, 1):
+        for bound, keep in ((0.0, np.greater_equal), (1.0, np.less_equal)):
+            out = []
+            for i, cur in enumerate(poly):
+                prev = poly[i - 1]
+                cur_in, prev_in = keep(cur[axis], bound), keep(prev[axis], bound)
+                if cur_in != prev_in:  # the edge crosses the boundary: add the crossing point
+                    t = (bound - prev[axis]) / (cur[axis] - prev[axis])
+                    cross = [prev[0] + t * (cur[0] - prev[0]), prev[1] + t * (cur[1] - prev[1])]
+                    cross[axis] = bound
+                    out.append(tuple(cross))
+                if cur_in:
+                    out.append(cur)
+            poly = out
+            if not poly:
+                return np.zeros((0, 2))
+    return np.clip(np.array(poly, np.float64), 0.0, 1.0)  # rounding noise only
 
 
 def _resized(image: np.ndarray, imgsz: int | None) -> np.ndarray:
@@ -67,8 +96,9 @@ def _resized(image: np.ndarray, imgsz: int | None) -> np.ndarray:
 def _write_one(sample: Sample, split_dir: dict[str, Path], split: str, imgsz: int | None) -> tuple[str, int, int]:
     stem = yolo_name(sample.item)
     src = sample.item.image
-    if imgsz is None and sample.image.dtype == np.uint8:
-        # Already what YOLO reads: copy the encoded file rather than re-encoding a 2048 PNG.
+    if imgsz is None and sample.image.dtype == np.uint8 and sample.orientation == AS_STORED:
+        # Already what YOLO reads: copy the encoded file rather than re-encoding a 2048 PNG. Not with an EXIF
+        # orientation tag: ultralytics' reader (cv2.imread) would turn the pixels away from the labels.
         name = stem + src.suffix.lower()
         shutil.copyfile(src, split_dir["images"] / split / name)
     else:
@@ -94,6 +124,7 @@ def convert_to_yolo(
     overwrite: bool = False,
     workers: int = os.cpu_count() or 1,
     progress: Callable[[int, int], None] | None = None,
+    edge_tolerance: float = EDGE_TOLERANCE,
 ) -> ConvertResult:
     """Convert a labelled `DCM/` + `outputs_json/` folder; fold `fold` of `folds` patient groups becomes val.
 
@@ -127,15 +158,15 @@ def convert_to_yolo(
         for split in SPLITS:
             (kind / split).mkdir(parents=True)
     try:
-        rows = []
+        rows, clips, oriented = [], [], []
         counts = dict.fromkeys(SPLITS, 0)
 
         def work(item: Item):
-            sample, item_problems = try_load_sample(item)
+            sample, item_problems = try_load_sample(item, edge_tolerance)
             if item_problems:
                 return item, None, item_problems
             split = "val" if assignment[item.patient] == fold else "train"
-            return item, (split, *_write_one(sample, dirs, split, imgsz)), []
+            return item, (split, *_write_one(sample, dirs, split, imgsz), sample.clips, sample.orientation), []
 
         for done, (item, written, item_problems) in enumerate(bounded_map(work, listing.items, workers), 1):
             if item_problems:
@@ -143,7 +174,10 @@ def convert_to_yolo(
                 if not skip_bad:
                     raise DataError(item_problems[0].path, item_problems[0].reason + _more(item_problems))
             else:
-                split, name, h, w = written
+                split, name, h, w, item_clips, orientation = written
+                clips.extend(item_clips)
+                if orientation != AS_STORED:
+                    oriented.append(str(item.image))
                 counts[split] += 1
                 rows.append((split, f"images/{split}/{name}", item.patient, assignment[item.patient],
                              str(item.image.resolve()), h, w))
@@ -157,7 +191,7 @@ def convert_to_yolo(
         replace_dir(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return ConvertResult(out, counts, problems)
+    return ConvertResult(out, counts, problems, clips, oriented)
 
 
 def _more(problems: list[Problem]) -> str:

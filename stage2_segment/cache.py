@@ -21,7 +21,8 @@ import numpy as np
 
 from convert.atomic import atomic_path
 from convert.classes import NUM_CLASSES
-from convert.dataset import Item, Sample, bounded_map, iter_samples, load_sample
+from convert.dataset import EDGE_TOLERANCE, Clip, Item, Sample, bounded_map, iter_samples, try_load_sample
+from convert.errors import DataError
 from convert.images import to_gray_uint8
 from convert.masks import class_masks
 from convert.pose import is_bent
@@ -119,12 +120,17 @@ def make_entry(sample: Sample, region_cfg: RegionConfig, reach: float) -> Entry:
 class EntryStore:
     """Entries of labelled images, from the disk cache when one is given, else built on every call."""
 
-    def __init__(self, region_cfg: RegionConfig, reach: float, cache_dir: str | Path | None):
+    def __init__(self, region_cfg: RegionConfig, reach: float, cache_dir: str | Path | None,
+                 edge_tolerance: float = EDGE_TOLERANCE):
         self.region_cfg = region_cfg
         self.reach = float(reach)
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
-        self._rule = json.dumps({"region": dataclasses.asdict(region_cfg), "reach": round(self.reach, 6),
-                                 "version": CACHE_VERSION}, sort_keys=True)
+        self.edge_tolerance = float(edge_tolerance)
+        # the tolerance is part of the key: a file accepted under a wider one is checked again under a narrower one
+        rule = {"region": dataclasses.asdict(region_cfg), "reach": round(self.reach, 6), "version": CACHE_VERSION}
+        if self.edge_tolerance != EDGE_TOLERANCE:  # the default keeps the keys of caches built before it existed
+            rule["edge_tolerance"] = self.edge_tolerance
+        self._rule = json.dumps(rule, sort_keys=True)
 
     def path(self, item: Item) -> Path:
         stats = []
@@ -134,31 +140,45 @@ class EntryStore:
         key = hashlib.sha1("\n".join(stats + [self._rule]).encode()).hexdigest()
         return self.cache_dir / key[:2] / f"{key}.npz"
 
+    def _make(self, item: Item) -> tuple[Entry, list[Clip]]:
+        sample, problems = try_load_sample(item, self.edge_tolerance)
+        if problems:
+            more = f" (+{len(problems) - 1} more problems)" if len(problems) > 1 else ""
+            raise DataError(problems[0].path, problems[0].reason + more)
+        return make_entry(sample, self.region_cfg, self.reach), sample.clips
+
     def get(self, item: Item) -> Entry:
+        return self._get(item)[0]
+
+    def _get(self, item: Item) -> tuple[Entry, list[Clip]]:
+        """The entry, and the polygons cut to the image when it was read now (none from the cache)."""
         if self.cache_dir is None:
-            return make_entry(load_sample(item), self.region_cfg, self.reach)
+            return self._make(item)
         path = self.path(item)
         if path.is_file():
             try:
                 with np.load(path) as arrays:
-                    return Entry.from_arrays(arrays)
+                    return Entry.from_arrays(arrays), []
             except (OSError, ValueError, KeyError, zipfile.BadZipFile):
                 pass  # a damaged cache file is rebuilt, never trusted
-        entry = make_entry(load_sample(item), self.region_cfg, self.reach)
+        entry, clips = self._make(item)
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as f:
                 np.savez(f, **entry.arrays())
-        return entry
+        return entry, clips
 
-    def build(self, items: Iterable[Item], workers: int, progress: Callable[[int, int], None] | None = None) -> None:
+    def build(self, items: Iterable[Item], workers: int,
+              progress: Callable[[int, int], None] | None = None) -> list[Clip]:
         """Fill the cache (threads: decoding and rasterising release the GIL). Without a cache every file is still
         read once: a bad image must stop the run here, named in one line, not inside a DataLoader worker process,
-        which would turn it into a traceback."""
+        which would turn it into a traceback. Returns the polygons cut to their image among the files read now
+        (a cached file was counted when it was cached, under the same tolerance)."""
         if self.cache_dir is None:
-            for _ in iter_samples(list(items), workers):
-                pass
-            return
+            return [c for s in iter_samples(list(items), workers, edge_tolerance=self.edge_tolerance) for c in s.clips]
+        clips = []
         todo = [item for item in items if not self.path(item).is_file()]
-        for done, _ in enumerate(bounded_map(self.get, todo, workers), 1):
+        for done, (_, item_clips) in enumerate(bounded_map(self._get, todo, workers), 1):
+            clips.extend(item_clips)
             if progress:
                 progress(done, len(todo))
+        return clips

@@ -9,6 +9,7 @@ from typing import Sequence
 
 from convert.classes import CARPALS, CLASSES
 from convert.config import CONFIG_DIR, load_config
+from convert.dataset import EDGE_TOLERANCE, MAX_EDGE_TOLERANCE
 from convert.pose import TEST_BENT_SHARE
 from convert.region import RegionConfig
 
@@ -106,6 +107,7 @@ class Stage2Config:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     normalize: NormalizeConfig = field(default_factory=NormalizeConfig)
     region: RegionConfig = field(default_factory=RegionConfig)
+    edge_tolerance: float = EDGE_TOLERANCE  # share of the side a polygon may reach past the image (convert.dataset)
 
     def __post_init__(self):
         # ValueError: convert.config.build turns it into one line naming the config file (and checked the types)
@@ -148,6 +150,7 @@ class Stage2Config:
             if not str(getattr(self, key)).strip():
                 raise ValueError(f"{key}: need a non-empty name, got {getattr(self, key)!r}")
         _within(self, "lr", 0, lo_open=True)
+        _within(self, "edge_tolerance", 0, MAX_EDGE_TOLERANCE)
         _within(self, "weight_decay", 0)
         _within(self, "warmup_epochs", 0)
         _within(self, "min_lr_ratio", 0, 1, lo_open=True)

@@ -85,7 +85,8 @@ def preprocess_of(cfg: Stage2Config) -> Preprocess:
 
 
 def store_of(cfg: Stage2Config, cache_dir: Path | None) -> EntryStore:
-    return EntryStore(cfg.region, reach(cfg.jitter.shift, cfg.jitter.scale[1], cfg.augment.rotate), cache_dir)
+    return EntryStore(cfg.region, reach(cfg.jitter.shift, cfg.jitter.scale[1], cfg.augment.rotate), cache_dir,
+                      cfg.edge_tolerance)
 
 
 class TrainCrops(torch.utils.data.Dataset):

@@ -22,7 +22,7 @@ import yaml
 from convert import offline
 from convert.atomic import check_output, write_text
 from convert.classes import CARPAL_INDICES
-from convert.dataset import bounded_map
+from convert.dataset import bounded_map, clip_summary
 from convert.errors import CascadeError
 from convert.metrics import dice_per_class
 from convert.pose import mix_poses
@@ -200,7 +200,9 @@ def _train(data, cfg: Stage2Config, split, dist: distributed.Dist, device: torch
     cache_dir = (Path(cfg.cache_dir) if cfg.cache_dir else offline.CACHE_DIR / "stage2") if cfg.cache else None
     store = store_of(cfg, cache_dir)
     t0 = time.perf_counter()
-    store.build(split.train[dist.rank::dist.world] + split.val[dist.rank::dist.world], max(1, cfg.workers))
+    clips = store.build(split.train[dist.rank::dist.world] + split.val[dist.rank::dist.world], max(1, cfg.workers))
+    if clip_summary(clips):  # this process's share of the images, under torchrun
+        log(clip_summary(clips))
     distributed.barrier(dist)
     # the run folder is written once the network and every image have loaded: a failed start leaves nothing
     if dist.main:
