@@ -152,3 +152,19 @@ def test_evaluate_over_a_base(stage2_run, synth_root, yolo_set, truth, tmp_path)
     result = run("evaluate", "--data", data, "--folds", folds, "--fold", 0, "--base", partial,
                  "--stage2", stage2_run.best, "--out", tmp_path / "p", "--device", "cpu")
     assert result.exit_code == 2 and "partial.csv" in result.output and "fold 0" in result.output
+
+
+def test_an_unreadable_image_keeps_the_base_rows_with_skip_bad(stage2_run, truth, images, tmp_path):
+    (images / "broken.png").write_bytes(b"\x89PNG not really")
+    rows = {n: encode_masks(m) for n, m in truth.items()}
+    rows["broken.png"] = rows[next(iter(truth))]  # what the user's model predicted for it
+    write_submission(tmp_path / "base.csv", rows)
+    out = tmp_path / "out.csv"
+    args = ["predict", "--base", tmp_path / "base.csv", "--stage2", stage2_run.best, "--images", images,
+            "--out", out, "--device", "cpu"]
+    result = run(*args)
+    assert result.exit_code == 2 and "broken.png" in result.output and not out.exists()
+    result = run(*args, "--skip-bad")
+    assert result.exit_code == 0, result.output
+    broken = read_submission(out).query("image_name == 'broken.png'")["rle"].tolist()
+    assert broken == rows["broken.png"]
