@@ -30,8 +30,8 @@ load_synth_config(None, ())
 load_stage1_config(None, ())
 assert load_stage2_config(None, ()).input_size == 1024
 demo = load_demo_config(None, ())
-for name in (demo.stage1_config, demo.stage2_config):
-    load_stage2_config(CONFIG_DIR / name) if "stage2" in name else load_stage1_config(CONFIG_DIR / name, ())
+for name in (demo.stage1_config, demo.stage2_config, demo.fullhand_config):
+    load_stage1_config(CONFIG_DIR / name, ()) if "stage1" in name else load_stage2_config(CONFIG_DIR / name)
 print("configs from", CONFIG_DIR)
 """
 
