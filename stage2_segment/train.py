@@ -6,7 +6,6 @@ continues after its epoch with its optimizer, scheduler and scaler states; `resu
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import itertools
 import math
@@ -34,6 +33,8 @@ from .data import (TrainCrops, class_indices, preprocess_of, scan_labelled, spli
                    val_crop, write_folds)
 from .model import IN_CHANNELS, build_unet, dice_bce_loss
 from .predict import predict_crops
+from .progress import EpochBar
+from .results import Results, TensorBoardScalars
 
 ONECYCLE_DIV = 25.0  # OneCycle starts at lr / 25 (PyTorch's default div_factor)
 
@@ -44,7 +45,10 @@ class Stage2Run:
     best: Path
     last: Path
     best_score: float
-    history: list[dict] = field(default_factory=list)
+    history: list[dict] = field(default_factory=list)  # this call's epochs; results.csv holds every epoch's
+    best_epoch: int | None = None
+    results: Path | None = None
+    plot: Path | None = None
 
 
 def checkpoint_meta(cfg: Stage2Config) -> dict:
@@ -156,15 +160,6 @@ def _one_cv2_thread(_worker: int) -> None:
     cv2.setNumThreads(1)
 
 
-def _write_metrics(path: Path, row: dict) -> None:
-    new = not path.is_file()
-    with open(path, "a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(row))
-        if new:
-            writer.writeheader()
-        writer.writerow(row)
-
-
 def check_settings(cfg: Stage2Config) -> None:
     """What can be checked of the settings without data (the device, the encoder and its weights), before
     anything is read or written."""
@@ -185,7 +180,7 @@ def train_stage2(data: str | Path, cfg: Stage2Config, log: Callable[[str], None]
 
 def _train(data, cfg: Stage2Config, split, dist: distributed.Dist, device: torch.device, log) -> Stage2Run:
     run_dir = cfg.run_dir
-    best_path, last_path, metrics_path = run_dir / "best.pt", run_dir / "last.pt", run_dir / "metrics.csv"
+    best_path, last_path = run_dir / "best.pt", run_dir / "last.pt"
     torch.manual_seed(cfg.seed + dist.rank)
     meta = {**checkpoint_meta(cfg), "split": split_digest(split)}
     resumed = None
@@ -210,7 +205,7 @@ def _train(data, cfg: Stage2Config, split, dist: distributed.Dist, device: torch
         write_text(run_dir / "config.yaml", yaml.safe_dump({"data": str(data), **meta["config"]}, sort_keys=False))
         write_folds(split, run_dir, cfg.seed)
         if not cfg.resume:
-            for stale in (best_path, last_path, metrics_path):
+            for stale in (best_path, last_path):
                 stale.unlink(missing_ok=True)
     if cache_dir is not None:
         log(f"crop cache {cache_dir}: ready in {time.perf_counter() - t0:.1f} s "
@@ -240,6 +235,10 @@ def _train(data, cfg: Stage2Config, split, dist: distributed.Dist, device: torch
         start, best = int(resumed["epoch"]) + 1, float(resumed["best_score"])
         log(f"resuming {last_path} after epoch {resumed['epoch']} (best {best:.4f})")
         del resumed  # the optimizer state is large
+    results = Results(run_dir, cfg.train_classes)
+    if dist.main:
+        results.start(after_epoch=start - 1)  # a new run's table starts empty; a resumed one's continues
+    scalars = TensorBoardScalars(run_dir, enabled=dist.main)
 
     model = net
     if dist.enabled:
@@ -251,7 +250,9 @@ def _train(data, cfg: Stage2Config, split, dist: distributed.Dist, device: torch
         if dist.enabled:
             loader.sampler.set_epoch(epoch)
         t_epoch = time.perf_counter()
-        loss_sum, seen, wait = _train_epoch(model, loader, optimizer, scheduler, scaler, cfg, device, amp, epoch)
+        with EpochBar(len(loader), f"epoch {epoch}/{cfg.epochs}", dist.world, enabled=dist.main) as bar:
+            loss_sum, seen, wait = _train_epoch(model, loader, optimizer, scheduler, scaler, cfg, device, amp, epoch,
+                                                bar)
         sums = distributed.all_sum(dist, torch.tensor([loss_sum, seen], dtype=torch.float64))
         train_s = time.perf_counter() - t_epoch
         row = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"], "train_loss": float(sums[0] / max(sums[1], 1)),
@@ -267,6 +268,7 @@ def _train(data, cfg: Stage2Config, split, dist: distributed.Dist, device: torch
                        val_carpal_straight=float(val.pose(False)[scored].mean()),
                        val_carpal_bent=float(val.pose(True)[scored].mean()), val_bent_images=int(val.counts[1]))
             row.update({f"dice/{c}": float(d) for c, d in zip(cfg.train_classes, dice)})
+        row["epoch_s"] = round(time.perf_counter() - t_epoch, 2)
         history.append(row)
         if dist.main:
             improved = dice is not None and row["val_carpal_dice"] > best
@@ -275,19 +277,41 @@ def _train(data, cfg: Stage2Config, split, dist: distributed.Dist, device: torch
             save_checkpoint(make_checkpoint(net, meta, epoch, best, val_dice, optimizer, scheduler, scaler), last_path)
             if improved:
                 save_checkpoint(make_checkpoint(net, meta, epoch, best, val_dice), best_path)
-            if dice is not None:
-                _write_metrics(metrics_path, row)
+            results.add(row)
+            scalars.add(row)
             log(f"epoch {epoch}/{cfg.epochs}  loss {row['train_loss']:.4f}  lr {row['lr']:.2e}  "
                 f"{row['samples_per_s']:.1f} samples/s ({row['train_s']:.1f} s, data wait {wait:.1f} s)"
                 + (f"  val carpal Dice {row['val_carpal_dice']:.4f} (best {best:.4f}; straight "
                    f"{row['val_carpal_straight']:.4f}, bent {row['val_carpal_bent']:.4f}), all {row['val_mean_dice']:.4f}"
                    if dice is not None else ""))
         distributed.barrier(dist)
-    return Stage2Run(run_dir, best_path if best_path.is_file() else last_path, last_path, best, history)
+    tensorboard = scalars.used
+    scalars.close()
+    top = results.best() if dist.main else None
+    run = Stage2Run(run_dir, best_path if best_path.is_file() else last_path, last_path, best, history,
+                    top["epoch"] if top else None, results.path, results.plot)
+    _summary(run, top, tensorboard, log)
+    return run
+
+
+def _summary(run: Stage2Run, top: dict | None, tensorboard: bool, log) -> None:
+    """The last lines of a run: the best epoch, its Dice, and where each file is."""
+    if top is not None:
+        log(f"best epoch {top['epoch']}: val carpal Dice {top['val_carpal_dice']:.4f}, all classes "
+            f"{top['val_mean_dice']:.4f}")
+    files = [("best checkpoint", run.best), ("last checkpoint (resumes)", run.last),
+             ("results table", run.results), ("results plot", run.plot),
+             ("settings", run.run_dir / "config.yaml"), ("validation split", run.run_dir / "folds.json")]
+    log(f"run folder {run.run_dir}:")
+    for what, path in files:
+        if path is not None and path.is_file():
+            log(f"  {what + ':':<28}{path}")
+    if tensorboard:
+        log(f"  {'TensorBoard scalars:':<28}{run.run_dir} (tensorboard --logdir {run.run_dir})")
 
 
 def _train_epoch(model, loader, optimizer, scheduler, scaler, cfg: Stage2Config, device: torch.device,
-                 amp: bool, epoch: int) -> tuple[float, int, float]:
+                 amp: bool, epoch: int, bar: EpochBar) -> tuple[float, int, float]:
     """One pass over the training crops: (sum of loss x samples, samples, seconds spent waiting for data)."""
     model.train()
     loss_sum, seen, wait = 0.0, 0, 0.0
@@ -311,5 +335,6 @@ def _train_epoch(model, loader, optimizer, scheduler, scaler, cfg: Stage2Config,
         scheduler.step()
         loss_sum = loss_sum + loss.detach() * len(x)  # stays on the device: no sync per step
         seen += len(x)
+        bar.step(len(x), loss_sum, seen)
         t = time.perf_counter()
     return float(loss_sum), seen, wait
