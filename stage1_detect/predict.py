@@ -17,6 +17,7 @@ from convert.images import to_gray_uint8
 from convert.region import Region, RegionConfig, carpal_region
 
 from .box_masks import BoxMasks
+from .threads import threads_kept
 from .weights import META_KEY
 
 
@@ -128,9 +129,10 @@ class Stage1Model:
         if not images:
             return []
         bgr = [cv2.cvtColor(to_gray_uint8(im), cv2.COLOR_GRAY2BGR) for im in images]
-        results = self.model.predict(bgr, imgsz=self.imgsz, conf=self.conf, device=self.device,
-                                     retina_masks=True, max_det=300, verbose=False, predictor=self.predictor,
-                                     **self._precision)
+        with threads_kept():  # stage 2 and the paste run on the CPU after this, with every core
+            results = self.model.predict(bgr, imgsz=self.imgsz, conf=self.conf, device=self.device,
+                                         retina_masks=True, max_det=300, verbose=False, predictor=self.predictor,
+                                         **self._precision)
         return [self._semantic(r, im.shape[:2]) for r, im in zip(results, images)]
 
     def _semantic(self, result, hw: tuple[int, int]) -> Stage1Output:

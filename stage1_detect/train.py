@@ -20,6 +20,7 @@ from convert.region import fit_region_prior
 from convert.images import IMAGE_SUFFIXES
 
 from .config import Stage1Config, resolve_model
+from .threads import all_threads_while_training, threads_kept
 from .weights import embed_meta
 
 PRIOR_SIDE = 256  # label polygons are rasterised this small to measure the region prior: a box needs no detail
@@ -161,7 +162,9 @@ def train_stage1(data: str | Path, cfg: Stage1Config) -> Stage1Run:
     model.add_callback("on_pretrain_routine_start", _amp_check_without_download)
     if args.get("project"):  # ultralytics puts a relative project under its own settings' runs_dir, not here
         args["project"] = str(Path(args["project"]).resolve())
-    model.train(data=str(yaml_path), **args)
+    with threads_kept() as threads:
+        model.add_callback("on_train_start", all_threads_while_training(threads))
+        model.train(data=str(yaml_path), **args)
     run_dir = Path(model.trainer.save_dir)
     resolved = dataclasses.replace(cfg, region=dataclasses.replace(cfg.region, prior=prior))
     meta = json.loads(json.dumps(dataclasses.asdict(resolved)))  # plain lists and dicts, for YAML and torch

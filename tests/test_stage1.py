@@ -230,3 +230,33 @@ def test_a_relative_project_lands_under_the_current_folder(yolo_set, tmp_path, m
                                        "val=false", "project=runs/rel", "name=here"])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "runs" / "rel" / "here" / "weights" / "last.pt").is_file()
+
+
+def test_stage1_leaves_torch_threads_as_it_found_them(stage1_run, yolo_set, tmp_path, monkeypatch):
+    """ultralytics sets torch's CPU threads to cores - 1 when it picks the CPU; stage 2 and the paste run after
+    stage 1 in the same process and must keep every thread the caller had (and CPU training uses them all)."""
+    from ultralytics.utils import NUM_THREADS
+
+    import stage1_detect.train as train_module
+    from stage1_detect.threads import all_threads_while_training
+
+    before = torch.get_num_threads()
+    wanted = NUM_THREADS + 1  # anything but what ultralytics would set
+    during = []
+
+    def spy(threads):
+        inner = all_threads_while_training(threads)
+        return lambda trainer: (inner(trainer), during.append(torch.get_num_threads()))
+
+    monkeypatch.setattr(train_module, "all_threads_while_training", spy)
+    torch.set_num_threads(wanted)
+    try:
+        Stage1Model(stage1_run.best, device="cpu").predict([np.zeros((96, 96), np.uint8)])
+        assert torch.get_num_threads() == wanted
+        cfg = load_stage1_config(None, ["model=yolo11n-seg", "epochs=1", "imgsz=64", "batch=4", "device=cpu",
+                                        "workers=0", "amp=false", "plots=false", "val=false", f"project={tmp_path}"])
+        train_module.train_stage1(yolo_set, cfg)
+        assert during == [wanted]  # every thread while training on the CPU
+        assert torch.get_num_threads() == wanted  # and after it
+    finally:
+        torch.set_num_threads(before)
