@@ -29,9 +29,6 @@ class BaseSubmission:
         self._rows: dict[str, list[str]] = {
             name: group["rle"].tolist() for name, group in df.groupby("image_name", sort=False)}
 
-    def __contains__(self, name: str) -> bool:
-        return name in self._rows
-
     def check(self, sizes: Mapping[str, tuple[int, int]]) -> None:
         """Every image of `sizes` (name -> (H, W)) is in the base, and each of its 29 masks fits that size."""
         for name, hw in sizes.items():
@@ -57,8 +54,12 @@ class BaseSubmission:
 
     def masks(self, name: str, hw: tuple[int, int]) -> np.ndarray:
         """The image's (29, H, W) uint8 masks; a run beyond the image is a one-line error naming image and class."""
-        self.check_image(name, hw)
+        if name not in self._rows:
+            raise DataError(self.path, f"image {name} is not in the base submission")
         out = np.empty((NUM_CLASSES, *hw), np.uint8)
         for c, code in enumerate(self._rows[name]):
-            out[c] = rle.decode(code, hw)
+            try:
+                out[c] = rle.decode(code, hw)  # checks the runs against the image's size
+            except ValueError as exc:
+                raise DataError(self.path, f"{name} {CLASSES[c]}: {exc} (the image is {hw[1]}x{hw[0]})") from None
         return out

@@ -33,16 +33,22 @@ def launched_by_torchrun() -> bool:
     return all(k in os.environ for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR"))
 
 
-def pick_device(preference: str | int | None, local_rank: int) -> torch.device:
-    """null -> this process's GPU when there is one, else the CPU; 'cuda' means this process's GPU."""
+def requested_device(preference: str | int | None) -> torch.device:
+    """What a device setting asks for, before checking it exists: null / 'auto' -> cuda if there is a GPU, else
+    cpu; `0` (as ultralytics takes it) -> cuda:0; an index stays as given."""
     if preference in (None, "", "auto"):
         preference = "cuda" if torch.cuda.is_available() else "cpu"
-    if isinstance(preference, int) or str(preference).isdecimal():  # `device=0`, as ultralytics takes it
+    if isinstance(preference, int) or str(preference).isdecimal():
         preference = f"cuda:{int(preference)}"
     try:
-        device = torch.device(preference)
+        return torch.device(str(preference).strip().lower())
     except RuntimeError:
         raise CascadeError(f"device {preference!r}: expected cpu, cuda or cuda:N") from None
+
+
+def pick_device(preference: str | int | None, local_rank: int) -> torch.device:
+    """null -> this process's GPU when there is one, else the CPU; 'cuda' means this process's GPU."""
+    device = requested_device(preference)
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise CascadeError(f"device {preference!r}: no CUDA GPU here (use device=cpu)")
@@ -52,22 +58,12 @@ def pick_device(preference: str | int | None, local_rank: int) -> torch.device:
     return device
 
 
-def _gpu_index(preference: str | int | None) -> int | None:
-    """The GPU a device setting names explicitly (0, '0', 'cuda:1'), or None (cpu, cuda, auto)."""
-    text = str(preference).strip().lower() if preference is not None else ""
-    if text.isdecimal():
-        return int(text)
-    if text.startswith("cuda:") and text[5:].isdecimal():
-        return int(text[5:])
-    return None
-
-
 def setup(preference: str | int | None) -> tuple[Dist, torch.device]:
     if not launched_by_torchrun():
         return Dist(), pick_device(preference, 0)
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     local_rank = int(os.environ.get("LOCAL_RANK", rank))
-    if world > 1 and _gpu_index(preference) is not None:
+    if world > 1 and requested_device(preference).index is not None:
         # every process would take that one GPU (NCCL: "duplicate GPU"); torchrun gives each its own
         raise CascadeError(f"device={preference} under torchrun with {world} processes would put all of them on "
                            f"one GPU: use device=cuda (each process takes the GPU of its local rank) and choose "
