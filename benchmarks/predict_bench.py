@@ -96,15 +96,13 @@ def measure(args) -> dict:
         firsts = model.stage1.predict(images)
         sync()
         steps["stage1"] += time.perf_counter() - t - (steps["region"] - region_before)
-        probs = [None] * len(images)
-        if model.stage2 is not None:
-            t = time.perf_counter()
-            probs = model.stage2.predict(images, [o.region for o in firsts])
-            sync()
-            steps["stage2"] += time.perf_counter() - t
+        t = time.perf_counter()
+        probs, kept = model.stage2_probs(images, [o.region for o in firsts])
+        sync()
+        steps["stage2"] += time.perf_counter() - t
         for o, p in zip(firsts, probs):
             t = time.perf_counter()
-            masks = model.final_masks(CascadeOutput(o.masks, o.region, p))
+            masks = model.final_masks(CascadeOutput(o.masks, o.region, p, kept))
             steps["paste"] += time.perf_counter() - t
             t = time.perf_counter()
             encode_masks(masks)

@@ -80,14 +80,18 @@ class Cascade:
             else:
                 rule = self.stage2.region_cfg if self.stage2 is not None else RegionConfig()
                 regions = [carpal_region(m, rule) for m in full]
-        kept: tuple[int, ...] = ()
-        probs = [None] * len(images)
-        if self.stage2 is not None and self.plan.classes:
-            wanted = set(self.plan.classes)  # only what is pasted comes back from the device
-            channels = [j for j, c in enumerate(self.stage2.train_classes) if c in wanted]
-            kept = tuple(self.stage2.train_classes[j] for j in channels)
-            probs = self.stage2.predict(images, regions, tta_hflip=self.tta_hflip, channels=channels)
+        probs, kept = self.stage2_probs(images, regions)
         return [CascadeOutput(m, r, p, kept) for m, r, p in zip(full, regions, probs)]
+
+    def stage2_probs(self, images: Sequence[np.ndarray], regions: Sequence[Region]) -> tuple[list, tuple[int, ...]]:
+        """Stage 2's probabilities of the plan's classes only (all that is pasted comes back from the device),
+        and the class of each channel; Nones without stage 2 or a plan."""
+        if self.stage2 is None or not self.plan.classes:
+            return [None] * len(images), ()
+        wanted = set(self.plan.classes)
+        channels = [j for j, c in enumerate(self.stage2.train_classes) if c in wanted]
+        probs = self.stage2.predict(images, regions, tta_hflip=self.tta_hflip, channels=channels)
+        return probs, tuple(self.stage2.train_classes[j] for j in channels)
 
     def final_masks(self, out: CascadeOutput, plan: PastePlan | None = None, copy: bool = False) -> np.ndarray:
         """The submission's masks: the full-hand prediction with stage 2 pasted for the plan's classes (in place
