@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from convert.check import check_dataset
-from convert.synth import generate
+from synthetic_hands import generate
 from convert.yolo import convert_to_yolo
 
 

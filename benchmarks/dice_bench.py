@@ -1,5 +1,5 @@
 """Dice of 29 classes at 2048: counted over the whole image against counted in each class's box (what
-`convert.metrics.dice_per_class` does), on generated hands, side by side; both must agree exactly.
+`convert.dice.dice_per_class` does), on generated hands, side by side; both must agree exactly.
 
   .venv/bin/python benchmarks/dice_bench.py --images 8 --size 2048
 """
@@ -16,8 +16,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from convert.masks import class_masks  # noqa: E402
-from convert.metrics import dice_per_class  # noqa: E402
-from convert.synth import load_synth_config, make_hand  # noqa: E402
+from convert.dice import dice_per_class  # noqa: E402
+from synthetic_hands import load_synth_config, make_hand  # noqa: E402
 
 
 def whole_image_dice(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:

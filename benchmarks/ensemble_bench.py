@@ -18,7 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cascade.evaluate import evaluate_folds  # noqa: E402
-from convert.pose import TEST_BENT_SHARE  # noqa: E402
+from convert.wrist_pose import TEST_BENT_SHARE  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -128,7 +128,7 @@ def main() -> None:
         print(json.dumps(measure(args)))
         return
 
-    from convert.synth import generate
+    from synthetic_hands import generate
 
     with tempfile.TemporaryDirectory() as tmp:
         generate(tmp, patients=0, test_patients=(args.images + 1) // 2, size=args.size, seed=5)

@@ -19,7 +19,7 @@ import numpy as np
 from convert import rle
 from convert.masks import class_masks
 from convert.submission import write_submission
-from convert.synth import load_synth_config, make_hand
+from synthetic_hands import load_synth_config, make_hand
 
 
 def main() -> None:

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import torch
 
-import convert  # noqa: F401  (offline-safe environment first)
-from convert.synth import generate
+import plumbing  # noqa: F401  (the offline environment first)
+from synthetic_hands import generate
 from stage2_segment.config import load_stage2_config
 from stage2_segment.data import TrainCrops, scan_labelled, split_items, store_of
 from stage2_segment.train import train_stage2

@@ -22,8 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from convert.classes import CARPAL_INDICES, CLASS_INDEX, CLASSES  # noqa: E402
 from convert.dataset import load_sample, scan  # noqa: E402
 from convert.masks import class_masks  # noqa: E402
-from convert.pose import is_bent  # noqa: E402
-from convert.synth import REF_SIZE, generate, load_synth_config  # noqa: E402
+from convert.wrist_pose import is_bent  # noqa: E402
+from synthetic_hands import REF_SIZE, generate, load_synth_config  # noqa: E402
 
 # Figures of the real training set (docs/data-format.md).
 REAL = {

@@ -9,7 +9,7 @@ import numpy as np
 
 from convert import rle
 from convert.classes import CLASSES, NUM_CLASSES
-from convert.errors import DataError
+from plumbing.errors import DataError
 from convert.submission import read_submission, validate_submission
 
 UNBOUNDED_HW = (2**31, 1)  # the format check alone; each mask's bounds are checked at its own image's size

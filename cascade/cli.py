@@ -9,9 +9,9 @@ from pathlib import Path
 
 import click
 
-import convert  # noqa: F401  (offline-safe environment first)
-from convert.errors import CascadeError
-from convert.pose import TEST_BENT_SHARE
+import plumbing  # noqa: F401  (the offline environment first)
+from plumbing.errors import CascadeError
+from convert.wrist_pose import TEST_BENT_SHARE
 
 
 def edge_tolerance_option(fn):
@@ -96,7 +96,7 @@ def synth(out, patients, test_patients, size, seed, config, overrides):
 
     OVERRIDES are key=value pairs over the config, e.g. pose.bent_wrist_prob=0.6.
     """
-    from convert.synth import generate, load_synth_config
+    from synthetic_hands import generate, load_synth_config
 
     cfg = load_synth_config(config, overrides)
     with Progress("synth") as progress:
@@ -279,7 +279,7 @@ def predict(stage1, base, stage2, images, out, device, stage1_only, paste_file, 
 @user_errors
 def merge_submissions_cmd(parts, out, images):
     """Join the parts written by `cascade predict --shard i/n` into one submission, then check it."""
-    from convert.atomic import atomic_path, check_output
+    from plumbing.atomic import atomic_path, check_output
     from convert.submission import image_sizes, merge_submissions, validate_submission
 
     check_output(out, parts, suffix=".csv")
@@ -324,7 +324,7 @@ def evaluate(data, folds_file, folds, stage1, stage2, submission, base, out, dev
     from cascade.evaluate import evaluate_folds, held_out, score_submission
     from cascade.report import write_report
 
-    from convert.atomic import check_output
+    from plumbing.atomic import check_output
 
     bent_share = _share(bent_share)
     folds = folds or (0,)

@@ -10,12 +10,12 @@ from typing import Callable
 import torch
 
 from convert.check import check_dataset
-from convert.config import CONFIG_DIR, load_config
-from convert.errors import CascadeError, DataError
+from configs import CONFIG_DIR, load_config
+from plumbing.errors import CascadeError, DataError
 from convert.folds import FOLDS_FILE
-from convert.pose import TEST_BENT_SHARE
+from convert.wrist_pose import TEST_BENT_SHARE
 from convert.submission import list_images
-from convert.synth import MAX_SIZE, MIN_SIZE, generate, load_synth_config
+from synthetic_hands import MAX_SIZE, MIN_SIZE, generate, load_synth_config
 from convert.yolo import convert_to_yolo
 
 
@@ -38,7 +38,7 @@ class DemoConfig:
     overlays: int = 3
 
     def __post_init__(self):
-        # ValueError: convert.config.build names the config file; checked before any work starts
+        # ValueError: configs.build names the config file; checked before any work starts
         for key, low in (("patients", 1), ("test_patients", 1), ("seed", 0), ("folds", 2), ("stage1_imgsz", 32),
                          ("overlays", 0)):
             if getattr(self, key) < low:

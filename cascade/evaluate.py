@@ -13,12 +13,12 @@ import pandas as pd
 
 from convert.classes import CARPAL_INDICES, CLASSES
 from convert.dataset import EDGE_TOLERANCE, Clip, Item, iter_samples, scan
-from convert.errors import CascadeError, DataError
+from plumbing.errors import CascadeError, DataError
 from convert.folds import load_folds
 from convert.images import AS_STORED
 from convert.masks import class_masks
-from convert.metrics import dice_per_class, region_contains
-from convert.pose import TEST_BENT_SHARE, is_bent, pose_weights
+from convert.dice import dice_per_class, region_contains
+from convert.wrist_pose import TEST_BENT_SHARE, is_bent, pose_weights
 
 from .paste import PastePlan, largest_component
 
@@ -46,7 +46,7 @@ class Scores:
     patients: list[str] = field(default_factory=list)
     dice: dict[str, list[np.ndarray]] = field(default_factory=dict)
     hits: list[bool] = field(default_factory=list)
-    bent: list[bool] = field(default_factory=list)  # per image: a bent wrist in the labels (convert.pose)
+    bent: list[bool] = field(default_factory=list)  # per image: a bent wrist in the labels (convert.wrist_pose)
     sources: Counter = field(default_factory=Counter)
     curves: dict[int, list[np.ndarray]] = field(default_factory=dict)  # pasted class -> per image, Dice per SETTING
     clips: list[Clip] = field(default_factory=list)  # label polygons cut to their image (within the edge tolerance)

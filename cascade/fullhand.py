@@ -10,7 +10,7 @@ import numpy as np
 
 from convert.classes import NUM_CLASSES
 from convert.images import read_image
-from convert.region import Region
+from convert.carpal_region import Region
 from convert.submission import encode_masks, write_submission
 
 

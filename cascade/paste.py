@@ -10,10 +10,10 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from convert.atomic import write_text
+from plumbing.atomic import write_text
 from convert.classes import CLASS_INDEX, CLASSES
-from convert.errors import DataError
-from convert.region import Region
+from plumbing.errors import DataError
+from convert.carpal_region import Region
 
 
 @dataclass(frozen=True)

@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from convert import rle
-from convert.atomic import check_output
+from plumbing.atomic import check_output
 from convert.classes import NUM_CLASSES
-from convert.dataset import bounded_map
-from convert.errors import DataError, Problem
+from plumbing.parallel import bounded_map
+from plumbing.errors import DataError, Problem
 from convert.images import AS_STORED, read_hw, read_image_oriented
 from convert.submission import encode_masks, list_images, validate_submission, write_submission
 

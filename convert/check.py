@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Callable
 
 from .classes import CLASSES
-from .dataset import EDGE_TOLERANCE, Clip, bounded_map, clip_summary, scan, try_load_sample
-from .errors import Problem
+from .dataset import EDGE_TOLERANCE, Clip, clip_summary, scan, try_load_sample
+from plumbing.parallel import bounded_map
+from plumbing.errors import Problem
 from .images import AS_STORED, orientation_summary
 
 

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import functools
 import json
-from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -17,7 +15,8 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 
 from .classes import CLASS_INDEX, CLASSES, NUM_CLASSES
-from .errors import DataError, Problem
+from plumbing.errors import DataError, Problem
+from plumbing.parallel import bounded_map
 from .images import AS_STORED, IMAGE_SUFFIXES, image_hw, read_image_oriented
 
 IMAGE_DIR = "DCM"
@@ -319,16 +318,3 @@ def iter_samples(items: Sequence[Item], workers: int = 4,
                 on_problem(p)
             continue
         yield sample
-
-
-def bounded_map(fn: Callable, items: Sequence, workers: int) -> Iterator:
-    """fn over items on threads, results in order, at most 2 * workers in flight (decoded 2048 images are
-    16 MB each; an unbounded map would hold the whole dataset in memory)."""
-    with ThreadPoolExecutor(max(1, workers)) as pool:
-        pending: deque = deque()
-        for item in items:
-            pending.append(pool.submit(fn, item))
-            if len(pending) >= 2 * max(1, workers):
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()

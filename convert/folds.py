@@ -11,8 +11,8 @@ from typing import Iterable
 
 import numpy as np
 
-from .atomic import write_text
-from .errors import DataError
+from plumbing.atomic import write_text
+from plumbing.errors import DataError
 
 FOLDS_FILE = "folds.json"
 

@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 
 from . import rle
-from .atomic import atomic_path
+from plumbing.atomic import atomic_path
 from .classes import CLASSES, NUM_CLASSES
-from .errors import DataError
+from plumbing.errors import DataError
 from .images import IMAGE_SUFFIXES, read_image
 
 HEADER = ("image_name", "class", "rle")

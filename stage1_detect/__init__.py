@@ -1,3 +1,3 @@
 """Stage 1: an ultralytics YOLO segmentation model on the whole hand; full-hand masks and the carpal region."""
 
-import convert  # noqa: F401  (offline-safe environment before ultralytics is imported)
+import plumbing  # noqa: F401  (the offline environment before ultralytics is imported)

@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from convert.config import CONFIG_DIR, load_config, parse_overrides
-from convert.errors import CascadeError, DataError
-from convert.region import RegionConfig
+from configs import CONFIG_DIR, load_config, parse_overrides
+from plumbing.errors import CascadeError, DataError
+from convert.carpal_region import RegionConfig
 
 OWN_KEYS = ("model", "conf", "region")
 MODEL_NAME = re.compile(r"^(yolov8|yolo11)[nslmx]-seg$")

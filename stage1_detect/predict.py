@@ -11,10 +11,10 @@ import numpy as np
 import torch
 
 from convert.classes import NUM_CLASSES
-from convert.config import build
-from convert.errors import CascadeError
+from configs import build
+from plumbing.errors import CascadeError
 from convert.images import to_gray_uint8
-from convert.region import Region, RegionConfig, carpal_region
+from convert.carpal_region import Region, RegionConfig, carpal_region
 
 from .box_masks import BoxMasks
 from .threads import threads_kept

@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from convert import offline
+from plumbing import offline
 from convert.classes import CLASSES
-from convert.errors import DataError
+from plumbing.errors import DataError
 from convert.masks import class_masks
-from convert.region import fit_region_prior
+from convert.carpal_region import fit_region_prior
 from convert.images import IMAGE_SUFFIXES
 
 from .config import Stage1Config, resolve_model

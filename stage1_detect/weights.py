@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from convert.atomic import atomic_path
+from plumbing.atomic import atomic_path
 
 META_KEY = "cascade_stage1"
 

@@ -19,14 +19,15 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from convert.atomic import atomic_path
+from plumbing.atomic import atomic_path
 from convert.classes import NUM_CLASSES
-from convert.dataset import EDGE_TOLERANCE, Clip, Item, Sample, bounded_map, iter_samples, try_load_sample
-from convert.errors import DataError
+from convert.dataset import EDGE_TOLERANCE, Clip, Item, Sample, iter_samples, try_load_sample
+from plumbing.parallel import bounded_map
+from plumbing.errors import DataError
 from convert.images import to_gray_uint8
 from convert.masks import class_masks
-from convert.pose import is_bent
-from convert.region import RegionConfig, carpal_region
+from convert.wrist_pose import is_bent
+from convert.carpal_region import RegionConfig, carpal_region
 
 from .geometry import Box, clip_box, crop_padded, scale_box
 
@@ -42,7 +43,7 @@ class Entry:
     class_boxes: np.ndarray      # (29, 4) int32 x0, y0, x1, y1 in image pixels of each mask inside the context
     bits: np.ndarray             # the masks inside their boxes, np.packbits, one after the other
     offsets: np.ndarray          # (30,) int64: class c's bytes are bits[offsets[c]:offsets[c + 1]]
-    bent: bool = False           # a bent wrist in the labels (convert.pose); read from the whole masks, not the cut
+    bent: bool = False           # a bent wrist in the labels (convert.wrist_pose); read from the whole masks, not the cut
 
     def crop_image(self, box: Box) -> np.ndarray:
         return crop_padded(self.image, box, self.origin)

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import torch
 
-from convert.atomic import atomic_path
+from plumbing.atomic import atomic_path
 from convert.classes import CLASSES
-from convert.errors import CascadeError
+from plumbing.errors import CascadeError
 
 FORMAT = "cascade-stage2"
 VERSION = 1

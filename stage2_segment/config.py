@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Sequence
 
 from convert.classes import CARPALS, CLASSES
-from convert.config import CONFIG_DIR, load_config
+from configs import CONFIG_DIR, load_config
 from convert.dataset import EDGE_TOLERANCE, MAX_EDGE_TOLERANCE
-from convert.pose import TEST_BENT_SHARE
-from convert.region import RegionConfig
+from convert.wrist_pose import TEST_BENT_SHARE
+from convert.carpal_region import RegionConfig
 
 SCHEDULERS = ("cosine", "onecycle")
 ENCODER_STRIDE = 32  # a 5-stage encoder halves the input 5 times: the side must divide by 2**5
@@ -20,7 +20,7 @@ DECODER_DEPTH = 5    # smp's UNet with a 5-stage encoder: one decoder width per 
 
 def _within(obj, key: str, lo: float, hi: float = math.inf, lo_open: bool = False, hi_open: bool = False) -> None:
     """ValueError unless lo <= value <= hi (< where open); the message starts with the key, so that
-    convert.config.build can prefix the section."""
+    configs.build can prefix the section."""
     value = getattr(obj, key)
     if (value <= lo if lo_open else value < lo) or (value >= hi if hi_open else value > hi):
         if hi == math.inf:
@@ -110,7 +110,7 @@ class Stage2Config:
     edge_tolerance: float = EDGE_TOLERANCE  # share of the side a polygon may reach past the image (convert.dataset)
 
     def __post_init__(self):
-        # ValueError: convert.config.build turns it into one line naming the config file (and checked the types)
+        # ValueError: configs.build turns it into one line naming the config file (and checked the types)
         self.class_thresholds = {str(k): float(v) for k, v in (self.class_thresholds or {}).items()}
         self.train_classes = list(self.train_classes)
         self.paste_classes = list(self.paste_classes)

@@ -1,6 +1,6 @@
 """Training and validation samples: the patient-grouped split, and crops of the carpal region with their labels.
 
-Training crops come from the ground-truth region (THE region rule, convert.region.carpal_region, on
+Training crops come from the ground-truth region (THE region rule, convert.carpal_region.carpal_region, on
 ground-truth masks) moved and resized at random, so the model is used to stage 1's imprecise regions; they
 are cut from the native-resolution image, zero outside it, and resized to the input. Labels are every trained
 class inside the crop (the bones around the carpals included: a crop model that saw only carpal labels
@@ -19,7 +19,7 @@ import torch
 
 from convert.classes import CLASS_INDEX
 from convert.dataset import Item, Scan, scan
-from convert.errors import DataError
+from plumbing.errors import DataError
 from convert.folds import FOLDS_FILE, load_folds, make_folds, save_folds
 
 from .cache import Entry, EntryStore

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as tdist
 
-from convert.errors import CascadeError
+from plumbing.errors import CascadeError
 
 
 @dataclass(frozen=True)

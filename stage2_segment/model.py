@@ -9,7 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from convert.errors import CascadeError
+from plumbing.errors import CascadeError
 
 IN_CHANNELS = 1     # radiographs are grey; one channel everywhere (smp adapts pretrained first convolutions)
 DICE_SMOOTH = 1.0   # keeps the soft Dice of a class absent from a whole batch finite and near 1 when predicted empty

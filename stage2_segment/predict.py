@@ -9,10 +9,10 @@ import numpy as np
 import torch
 
 from convert.classes import CLASS_INDEX
-from convert.config import build
-from convert.errors import CascadeError
+from configs import build
+from plumbing.errors import CascadeError
 from convert.images import to_gray_uint8
-from convert.region import Region, RegionConfig
+from convert.carpal_region import Region, RegionConfig
 
 from .checkpoint import load_checkpoint, load_weights
 from .distributed import pick_device

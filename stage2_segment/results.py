@@ -9,8 +9,8 @@ import io
 import math
 from pathlib import Path
 
-from convert.atomic import atomic_path, write_text
-from convert.errors import DataError
+from plumbing.atomic import atomic_path, write_text
+from plumbing.errors import DataError
 
 RESULTS_FILE = "results.csv"
 PLOT_FILE = "results.png"

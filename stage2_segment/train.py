@@ -18,13 +18,14 @@ import numpy as np
 import torch
 import yaml
 
-from convert import offline
-from convert.atomic import check_output, write_text
+from plumbing import offline
+from plumbing.atomic import check_output, write_text
 from convert.classes import CARPAL_INDICES
-from convert.dataset import bounded_map, clip_summary
-from convert.errors import CascadeError
-from convert.metrics import dice_per_class
-from convert.pose import mix_poses
+from convert.dataset import clip_summary
+from plumbing.parallel import bounded_map
+from plumbing.errors import CascadeError
+from convert.dice import dice_per_class
+from convert.wrist_pose import mix_poses
 
 from . import distributed
 from .checkpoint import check_same, load_checkpoint, load_weights, make_checkpoint, plain, save_checkpoint

@@ -3,7 +3,7 @@ import socket
 
 import pytest
 
-from convert.synth import generate
+from synthetic_hands import generate
 
 
 LOOPBACK = {"localhost", "127.0.0.1", "::1", None, ""}
@@ -74,7 +74,7 @@ def stage1_run(yolo_set, tmp_path_factory):
 @pytest.fixture(scope="session")
 def stage2_run(synth_root, yolo_set, tmp_path_factory):
     """A tiny stage 2 checkpoint trained on the same held-out split as stage1_run (one epoch, 64 px)."""
-    from convert.config import CONFIG_DIR
+    from configs import CONFIG_DIR
     from stage2_segment.config import load_stage2_config
     from stage2_segment.train import train_stage2
 

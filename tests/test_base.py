@@ -15,7 +15,7 @@ from cascade.pipeline import Cascade
 from convert.classes import CARPAL_INDICES, CARPALS, CLASSES
 from convert.dataset import iter_samples, scan
 from convert.masks import class_masks
-from convert.region import carpal_region
+from convert.carpal_region import carpal_region
 from convert.submission import encode_masks, read_submission, write_submission
 
 

@@ -13,8 +13,8 @@ from cascade.paste import PastePlan, largest_component, paste
 from cascade.pipeline import Cascade
 from convert.classes import CARPAL_INDICES, CLASSES
 from convert.dataset import load_sample, scan
-from convert.metrics import dice_per_class
-from convert.region import Region
+from convert.dice import dice_per_class
+from convert.carpal_region import Region
 
 
 def run(*args):

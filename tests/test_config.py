@@ -2,8 +2,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from convert.config import CONFIG_DIR, load_config
-from convert.errors import CascadeError, DataError
+from configs import CONFIG_DIR, load_config
+from plumbing.errors import CascadeError, DataError
 
 
 @dataclass
@@ -88,7 +88,7 @@ def _stage2(overrides):
 
 
 def _synth(overrides):
-    from convert.synth import load_synth_config
+    from synthetic_hands import load_synth_config
 
     return load_synth_config(None, overrides)
 

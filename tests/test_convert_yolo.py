@@ -9,7 +9,7 @@ import yaml
 
 from convert.classes import CLASSES
 from convert.dataset import load_sample, scan
-from convert.errors import DataError
+from plumbing.errors import DataError
 from convert.folds import load_folds
 from convert.masks import polygon_mask
 from convert.yolo import convert_to_yolo

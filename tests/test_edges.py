@@ -116,8 +116,8 @@ def test_evaluate_prints_the_summary_line(train_copy, tmp_path):
 def test_train_stage2_reads_through_the_same_rule(train_copy, tmp_path):
     from stage2_segment.cache import EntryStore
     from stage2_segment.config import load_stage2_config
-    from convert.config import CONFIG_DIR
-    from convert.errors import DataError
+    from configs import CONFIG_DIR
+    from plumbing.errors import DataError
 
     _push(train_copy, "Radius", 4)
     cfg = load_stage2_config(CONFIG_DIR / "stage2_cpu.yaml")

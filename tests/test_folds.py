@@ -1,6 +1,6 @@
 import pytest
 
-from convert.errors import DataError
+from plumbing.errors import DataError
 from convert.folds import load_folds, make_folds, save_folds
 
 

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from convert.errors import CascadeError
+from plumbing.errors import CascadeError
 from stage2_segment import distributed
 
 
@@ -42,7 +42,7 @@ def test_validation_streams_its_crops(monkeypatch):
     """The fold's crops are read a few batches ahead of the network, never all before the first forward pass."""
     import numpy as np
 
-    from convert.config import CONFIG_DIR
+    from configs import CONFIG_DIR
     from stage2_segment import train
     from stage2_segment.config import load_stage2_config
 

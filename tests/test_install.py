@@ -1,5 +1,6 @@
 """A real install: the wheel carries the default configs, and an installed package finds them."""
 
+import configparser
 import os
 import shutil
 import subprocess
@@ -9,17 +10,22 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SOURCES = ("setup.cfg", "pyproject.toml", "README.md", "configs", "cascade", "convert", "stage1_detect",
-           "stage2_segment")
+_SETUP = configparser.ConfigParser()
+_SETUP.read(ROOT / "setup.cfg")
+PACKAGES = _SETUP["options"]["packages"].split()
+SOURCES = ("setup.cfg", "pyproject.toml", "README.md", *PACKAGES)
 
 pytest.importorskip("setuptools")  # the wheel is built without build isolation: no download
 
 CHECK = """
 import sys
 from pathlib import Path
-import convert, convert.config
-from convert.config import CONFIG_DIR
-from convert.synth import load_synth_config
+import importlib
+for package in sys.argv[2:]:
+    importlib.import_module(package)
+import convert
+from configs import CONFIG_DIR
+from synthetic_hands import load_synth_config
 from cascade.demo import load_demo_config
 from stage1_detect.config import load_stage1_config
 from stage2_segment.config import load_stage2_config
@@ -56,13 +62,13 @@ def test_a_built_wheel_installs_with_its_default_configs(tmp_path):
     [wheel] = (tmp_path / "dist").glob("*.whl")
     site = tmp_path / "site"
     _run(pip + ["install", "-q", "--no-deps", "--no-index", "--target", str(site), str(wheel)])
-    assert sorted(p.name for p in (site / "convert" / "configs").glob("*.yaml")) == \
+    assert sorted(p.name for p in (site / "configs").glob("*.yaml")) == \
         sorted(p.name for p in (ROOT / "configs").glob("*.yaml"))
 
     elsewhere = tmp_path / "elsewhere"  # neither the checkout nor its configs/ are reachable from here
     elsewhere.mkdir()
     env = {**os.environ, "PYTHONPATH": str(site)}
-    out = _run([sys.executable, "-c", CHECK, str(site)], cwd=elsewhere, env=env)
+    out = _run([sys.executable, "-c", CHECK, str(site), *PACKAGES], cwd=elsewhere, env=env)
     assert "configs from" in out.stdout
     # a command that reads a default config (configs/synth.yaml) from the installed package
     _run([sys.executable, "-m", "cascade.cli", "synth", "--out", "gen", "--patients", "1", "--size", "128"],

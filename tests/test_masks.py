@@ -32,8 +32,8 @@ def test_rescaled_mask_matches_downsampled_native_mask():
 
 
 def test_dice_per_class_and_region_containment():
-    from convert.metrics import dice_per_class, region_contains
-    from convert.region import Region
+    from convert.dice import dice_per_class, region_contains
+    from convert.carpal_region import Region
 
     truth = np.zeros((3, 8, 8), np.uint8)
     pred = np.zeros_like(truth)
@@ -47,7 +47,7 @@ def test_dice_per_class_and_region_containment():
 
 
 def test_dice_counted_in_boxes_equals_dice_over_the_whole_image():
-    from convert.metrics import dice_per_class
+    from convert.dice import dice_per_class
 
     rng = np.random.default_rng(0)
     for _ in range(200):

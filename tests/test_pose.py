@@ -10,8 +10,8 @@ from cascade.evaluate import SETTINGS, Scores, choose_plan, tune_thresholds
 from cascade.paste import PastePlan
 from convert.classes import CLASS_INDEX, NUM_CLASSES
 from convert.masks import class_masks
-from convert.pose import is_bent, long_axis_degrees, mix_poses, pose_weights, wrist_turn
-from convert.synth import load_synth_config, make_hand
+from convert.wrist_pose import is_bent, long_axis_degrees, mix_poses, pose_weights, wrist_turn
+from synthetic_hands import load_synth_config, make_hand
 
 
 def hand_masks(bent: bool, seed: int, size: int = 256) -> np.ndarray:

@@ -1,7 +1,7 @@
 import numpy as np
 
 from convert.classes import CLASS_INDEX, NUM_CLASSES
-from convert.region import RegionConfig, carpal_region, fit_region_prior
+from convert.carpal_region import RegionConfig, carpal_region, fit_region_prior
 
 H = W = 400
 
@@ -71,7 +71,7 @@ def test_prior_fitted_on_ground_truth_reproduces_the_region_from_neighbours():
 
 
 def test_neighbour_centroid_is_the_mean_of_every_labelled_pixel():
-    from convert.region import _centroid
+    from convert.carpal_region import _centroid
 
     rng = np.random.default_rng(0)
     masks = np.zeros((29, 300, 200), np.uint8)

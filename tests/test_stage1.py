@@ -10,9 +10,9 @@ import torch
 from click.testing import CliRunner
 
 from cascade.cli import main
-from convert.config import CONFIG_DIR
+from configs import CONFIG_DIR
 from convert.dataset import scan
-from convert.errors import CascadeError, DataError
+from plumbing.errors import CascadeError, DataError
 from convert.images import read_image
 from convert.yolo import convert_to_yolo
 from stage1_detect.config import load_stage1_config, resolve_model

@@ -16,10 +16,10 @@ from click.testing import CliRunner
 from cascade.cli import main
 from convert.classes import CARPAL_INDICES, CARPALS, CLASS_INDEX, CLASSES
 from convert.dataset import load_sample, scan
-from convert.errors import CascadeError
+from plumbing.errors import CascadeError
 from convert.masks import class_masks
-from convert.pose import is_bent
-from convert.region import Region, carpal_region
+from convert.wrist_pose import is_bent
+from convert.carpal_region import Region, carpal_region
 from stage2_segment.cache import EntryStore, make_entry
 from stage2_segment.checkpoint import load_checkpoint
 from stage2_segment.config import load_stage2_config

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from convert.errors import CascadeError
+from plumbing.errors import CascadeError
 from stage2_segment.checkpoint import load_checkpoint
 from stage2_segment.progress import EpochBar
 from stage2_segment.results import PLOT_FILE, RESULTS_FILE, Results, TensorBoardScalars, columns

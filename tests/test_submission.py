@@ -5,7 +5,7 @@ from click.testing import CliRunner
 from cascade.cli import main
 from convert import rle
 from convert.classes import CLASSES
-from convert.errors import DataError
+from plumbing.errors import DataError
 from convert.submission import (encode_masks, merge_submissions, parse_size, read_submission,
                                  validate_submission, write_submission)
 

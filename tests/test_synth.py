@@ -11,10 +11,10 @@ import pytest
 
 from convert.classes import CLASS_INDEX, CLASSES, NUM_CLASSES
 from convert.dataset import LABEL_DIR, load_sample, scan
-from convert.errors import CascadeError, DataError
+from plumbing.errors import CascadeError, DataError
 from convert.masks import class_masks
-from convert.pose import is_bent
-from convert.synth import SynthConfig, generate, load_synth_config, make_hand, render
+from convert.wrist_pose import is_bent
+from synthetic_hands import SynthConfig, generate, load_synth_config, make_hand, render
 
 UPRIGHT = {"pose.rotation_deg": 0, "pose.bent_wrist_prob": 0.0, "pose.shift_frac": 0.0}
 NAME = re.compile(r"^image\d{13}(_[RL])?\.(png|json)$")

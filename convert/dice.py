@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .region import Region, bounding_box
+from .carpal_region import Region, bounding_box
 
 
 def dice_per_class(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:

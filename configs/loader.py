@@ -1,4 +1,5 @@
-"""YAML configs under configs/ -> typed dataclasses, with `key=value` overrides from the command line."""
+"""YAML -> typed dataclasses: every value checked against its field's type, with `key=value` overrides from
+the command line."""
 
 from __future__ import annotations
 
@@ -11,19 +12,9 @@ from typing import Any, Sequence, TypeVar
 
 import yaml
 
-from .errors import CascadeError, DataError
+from plumbing.errors import CascadeError, DataError
 
 T = TypeVar("T")
-
-
-def _config_dir() -> Path:
-    """The default YAMLs: configs/ of the checkout, which a wheel ships as convert/configs (setup.cfg)."""
-    here = Path(__file__).resolve().parent
-    installed = here / "configs"
-    return installed if installed.is_dir() else here.parent / "configs"
-
-
-CONFIG_DIR = _config_dir()
 
 
 def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:

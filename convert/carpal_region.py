@@ -27,7 +27,7 @@ class RegionPrior:
     side_ratio: float = 0.9  # carpal box side / distance between those two centroids (90th percentile)
 
     def __post_init__(self):
-        # ValueError: convert.config.build prefixes the section and names the file
+        # ValueError: configs.build prefixes the section and names the file
         x0, y0, x1, y1 = self.mean_box
         if not (0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1):
             raise ValueError(f"mean_box: need 0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1, got {list(self.mean_box)}")
@@ -44,7 +44,7 @@ class RegionConfig:
     prior: RegionPrior = field(default_factory=RegionPrior)
 
     def __post_init__(self):
-        # ValueError: convert.config.build prefixes the section and names the file
+        # ValueError: configs.build prefixes the section and names the file
         if not self.margin >= 0:
             raise ValueError(f"margin: need margin >= 0, got {self.margin}")
         if not 0 <= self.min_side <= 1:  # 0: no floor (fit_region_prior uses it)

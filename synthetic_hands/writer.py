@@ -1,0 +1,136 @@
+"""A generated set written in the competition's exact layout: images, JSON labels and file names."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Callable, Sequence
+
+import cv2
+import numpy as np
+
+from convert.classes import CLASSES
+from convert.dataset import IMAGE_DIR, LABEL_DIR
+from plumbing.atomic import atomic_path, replace_dir, write_text
+from plumbing.errors import CascadeError, DataError
+from plumbing.parallel import bounded_map
+
+from .render import render
+from .settings import MAX_SIZE, MIN_SIZE, SynthConfig, load_synth_config
+from .shapes import make_hand
+
+# ----------------------------------------------------------------------------------------------------------
+# Writing the dataset layout
+# ----------------------------------------------------------------------------------------------------------
+# Real file names are millisecond timestamps of mid-2022. Each seed (modulo 1000) and each patient gets its own
+# slot, so names never clash within a set and differ between seeds.
+_TIME_BASE_MS = 1_661_130_000_000
+_TIME_SEED_STEP_MS = 100_000_000
+_TIME_PATIENT_STEP_MS = 250_000
+_STREAM_IMAGE, _STREAM_NAMES = 0, 1
+_HANDS = (("R", False), ("L", True))  # the right hand is taken first, as in the real ID001
+
+
+def _rng(seed: int, patient: int, stream: int, hand: int = 0) -> np.random.Generator:
+    """One independent generator per (seed, patient, hand): an image never depends on how many are made."""
+    return np.random.default_rng([seed, patient, hand, stream])
+
+
+def _image_stems(seed: int, patient: int, suffixed: bool) -> list[str]:
+    rng = _rng(seed, patient, _STREAM_NAMES)
+    t = _TIME_BASE_MS + (seed % 1000) * _TIME_SEED_STEP_MS + patient * _TIME_PATIENT_STEP_MS
+    t_right = t + int(rng.integers(0, 100_000))
+    t_left = t_right + int(rng.integers(30_000, 120_000))  # the second hand about a minute later
+    return [f"image{ms}" + (f"_{tag}" if suffixed else "") for ms, (tag, _) in zip((t_right, t_left), _HANDS)]
+
+
+def _annotation_doc(polygons: Sequence[tuple[int, np.ndarray]], stem: str, patient: str,
+                   rng: np.random.Generator) -> dict:
+    """The JSON document of one image, in the real files' shape (including their misleading metadata)."""
+    def hex_id(n: int) -> str:
+        return "".join(f"{int(v):x}" for v in rng.integers(0, 16, n))
+
+    annotations = [{"id": f"{int(rng.integers(1, 100))}-{hex_id(32)}", "type": "poly_seg", "attributes": {},
+                    "points": pts.tolist(), "label": CLASSES[cls]} for cls, pts in polygons]
+    return {
+        "annotations": annotations,
+        "attributes": {},
+        "file_id": hex_id(24),
+        "filename": f"{stem}.jpg",
+        "parent_path": f"/{patient}",
+        "last_modifier_id": "synthetic",
+        "metadata": {"height": 3060, "width": 3060},
+        "last_workers": {},
+    }
+
+
+def _write_png(path: Path, image: np.ndarray) -> None:
+    ok, buf = cv2.imencode(".png", image)
+    if not ok:
+        raise CascadeError(f"{path}: PNG encoding failed")
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(buf.tobytes())
+
+
+def generate(out: str | Path, patients: int, test_patients: int = 0, size: int = 512, seed: int = 0,
+             cfg: SynthConfig | None = None, progress: Callable[[int, int], None] | None = None,
+             workers: int | None = None, overwrite: bool = False) -> dict:
+    """Write `patients` labelled patients under out/train and `test_patients` unlabelled ones under out/test
+    (IDs continue after train), two hands each, on `workers` threads (default: one per core). Same arguments
+    -> byte-identical files, whatever the number of workers. The files are written into a sibling folder that
+    replaces `out` only when complete; an `out` that is not empty is refused unless overwrite."""
+    if patients < 0 or test_patients < 0:
+        raise CascadeError("patient counts must be >= 0")
+    if seed < 0:
+        raise CascadeError(f"seed must be >= 0, got {seed}")
+    if not MIN_SIZE <= size <= MAX_SIZE:
+        raise CascadeError(f"image size must be within {MIN_SIZE}..{MAX_SIZE}, got {size}")
+    cfg = cfg or load_synth_config()
+    root, out = Path(out), Path(out).resolve()  # resolved: "." has no name and no sibling
+    if out.exists() and not out.is_dir():
+        raise DataError(out, "exists and is not a folder")
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        # adding to an existing set would mix sizes and seeds, and overwrite images of the same name
+        raise DataError(out, "output folder exists and is not empty (choose a new or empty folder)")
+    jobs = []
+    for number in range(1, patients + test_patients + 1):
+        split = "train" if number <= patients else "test"
+        stems = _image_stems(seed, number, suffixed=(split == "train" and number == 1))
+        jobs += [(split, number, hand, stem, left) for hand, (stem, (_, left)) in enumerate(zip(stems, _HANDS))]
+
+    def write_image(job) -> str:
+        split, number, hand, stem, left = job
+        patient = f"ID{number:03d}"
+        rng = _rng(seed, number, _STREAM_IMAGE, hand)  # one stream per image: any order gives the same files
+        try:
+            polygons = make_hand(rng, size, left, cfg)
+        except CascadeError as exc:  # name the image; nothing is left in `out`
+            raise DataError(out / split / IMAGE_DIR / patient / f"{stem}.png", f"not generated ({exc}); "
+                                                                               f"nothing was written") from None
+        _write_png(tmp / split / IMAGE_DIR / patient / f"{stem}.png", render(polygons, size, rng, cfg))
+        if split == "train":
+            doc = _annotation_doc(polygons, stem, patient, rng)
+            write_text(tmp / split / LABEL_DIR / patient / f"{stem}.json", json.dumps(doc))
+        return split
+
+    counts = {"train": 0, "test": 0}
+    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:  # bounded_map waits for its threads before an error leaves it: none writes into tmp after the rmtree
+        for done, split in enumerate(bounded_map(write_image, jobs, workers or os.cpu_count() or 1), 1):
+            counts[split] += 1
+            if progress is not None:
+                progress(done, len(jobs))
+        if out.is_dir() and not any(out.iterdir()):
+            for part in tmp.iterdir():  # into the folder itself: it may be a mount point or someone's cwd
+                shutil.move(part, out / part.name)  # a mount point is another file system: rename may not do
+        else:
+            replace_dir(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return {"root": str(root), "train": str(root / "train"), "test": str(root / "test"), "size": size,
+            "seed": seed, "patients": patients, "test_patients": test_patients,
+            "train_images": counts["train"], "test_images": counts["test"]}
