@@ -17,6 +17,7 @@ from convert.wrist_pose import TEST_BENT_SHARE
 from convert.submission import list_images
 from synthetic_hands import MAX_SIZE, MIN_SIZE, generate, load_synth_config
 from convert.yolo import convert_to_yolo
+from plumbing.values import check_range
 
 
 @dataclass
@@ -41,14 +42,11 @@ class DemoConfig:
         # ValueError: configs.build names the config file; checked before any work starts
         for key, low in (("patients", 1), ("test_patients", 1), ("seed", 0), ("folds", 2), ("stage1_imgsz", 32),
                          ("overlays", 0)):
-            if getattr(self, key) < low:
-                raise ValueError(f"{key}: need {key} >= {low}, got {getattr(self, key)}")
-        if not MIN_SIZE <= self.size <= MAX_SIZE:  # what synth generates
-            raise ValueError(f"size: need {MIN_SIZE} <= size <= {MAX_SIZE}, got {self.size}")
-        if not 0 <= self.fold < self.folds:
-            raise ValueError(f"fold: need 0 <= fold < folds ({self.folds}), got {self.fold}")
-        if self.folds > self.patients:  # every fold needs a patient, or a split comes out empty
-            raise ValueError(f"folds: need folds <= patients ({self.patients}), got {self.folds}")
+            check_range(key, getattr(self, key), low)
+        check_range("size", self.size, MIN_SIZE, MAX_SIZE, why="what synth generates")
+        check_range("fold", self.fold, 0, self.folds, hi_open=True, why="folds")
+        # every fold needs a patient, or a split comes out empty
+        check_range("folds", self.folds, 2, self.patients, why="patients")
 
 
 DEMO_MARKER = ".cascade-demo"  # marks a folder the demo may replace on its next run

@@ -13,6 +13,7 @@ from typing import Any, Sequence, TypeVar
 import yaml
 
 from plumbing.errors import CascadeError, DataError
+from plumbing.values import shorten
 
 T = TypeVar("T")
 
@@ -82,8 +83,7 @@ def _show(value: Any) -> str:
     """A value as YAML would write it, cut short if long."""
     if value is None or isinstance(value, bool):
         return {None: "null", True: "true", False: "false"}[value]
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+    return shorten(repr(value))
 
 
 def _check(value: Any, hint: Any, key: str, where: str) -> Any:

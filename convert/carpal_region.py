@@ -11,6 +11,8 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from plumbing.values import check_range
+
 from .classes import CARPAL_INDICES, CLASS_INDEX
 
 METACARPALS = tuple(CLASS_INDEX[f"finger-{i}"] for i in (3, 7, 11, 15, 19))
@@ -31,8 +33,7 @@ class RegionPrior:
         x0, y0, x1, y1 = self.mean_box
         if not (0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1):
             raise ValueError(f"mean_box: need 0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1, got {list(self.mean_box)}")
-        if not self.side_ratio > 0:
-            raise ValueError(f"side_ratio: need side_ratio > 0, got {self.side_ratio}")
+        check_range("side_ratio", self.side_ratio, 0, lo_open=True)
 
 
 @dataclass(frozen=True)
@@ -45,15 +46,12 @@ class RegionConfig:
 
     def __post_init__(self):
         # ValueError: configs.build prefixes the section and names the file
-        if not self.margin >= 0:
-            raise ValueError(f"margin: need margin >= 0, got {self.margin}")
-        if not 0 <= self.min_side <= 1:  # 0: no floor (fit_region_prior uses it)
-            raise ValueError(f"min_side: need 0 <= min_side <= 1, got {self.min_side}")
+        check_range("margin", self.margin, 0)
+        check_range("min_side", self.min_side, 0, 1)  # 0: no floor (fit_region_prior uses it)
         if not isinstance(self.square, bool):
             raise ValueError(f"square: need true or false, got {self.square!r}")
         # 0 would take the carpal path with no carpal found (and fail); above 8 (all carpals) it is never taken
-        if not 1 <= self.min_carpals <= len(CARPAL_INDICES):
-            raise ValueError(f"min_carpals: need 1 <= min_carpals <= {len(CARPAL_INDICES)}, got {self.min_carpals}")
+        check_range("min_carpals", self.min_carpals, 1, len(CARPAL_INDICES))
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ import numpy as np
 from .classes import CLASS_INDEX, CLASSES, NUM_CLASSES
 from plumbing.errors import DataError, Problem
 from plumbing.parallel import bounded_map
+from plumbing.values import shorten
 from .images import AS_STORED, IMAGE_SUFFIXES, image_hw, read_image_oriented
 
 IMAGE_DIR = "DCM"
@@ -156,11 +157,6 @@ def _json_kind(value) -> str:
     return "null"
 
 
-def _shown(value, limit: int = 40) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit] + "..."
-
-
 def _points(value) -> tuple[np.ndarray | None, str | None]:
     """(N, 2) float64 points of an annotation's "points", or why they are not a list of [x, y] numbers."""
     if not isinstance(value, list) or not all(isinstance(p, list) and len(p) == 2 for p in value):
@@ -232,7 +228,7 @@ def parse_annotation(path: str | Path, hw: tuple[int, int], require_all: bool = 
             problems.append(Problem(where, f"annotation {i}: no label"))
             continue
         label = ann["label"]
-        tag = f"annotation {i} ({_shown(label)})"
+        tag = f"annotation {i} ({shorten(repr(label), 43)})"
         if not isinstance(label, str):
             problems.append(Problem(where, f"{tag}: label is {_json_kind(label)}, not a class name"))
             continue

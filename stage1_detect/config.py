@@ -10,6 +10,7 @@ from typing import Any, Sequence
 from configs import CONFIG_DIR, load_config, parse_overrides
 from plumbing.errors import CascadeError, DataError
 from convert.carpal_region import RegionConfig
+from plumbing.values import check_range
 
 OWN_KEYS = ("model", "conf", "region")
 MODEL_NAME = re.compile(r"^(yolov8|yolo11)[nslmx]-seg$")
@@ -24,8 +25,7 @@ class Stage1Config:
 
     def __post_init__(self):
         # checked here, not at predict time: conf is saved into the trained weights
-        if not 0 <= self.conf <= 1:
-            raise ValueError(f"conf: need 0 <= conf <= 1, got {self.conf}")
+        check_range("conf", self.conf, 0, 1)
 
 
 def load_stage1_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> Stage1Config:

@@ -16,6 +16,7 @@ import torch
 from plumbing.atomic import atomic_path
 from convert.classes import CLASSES
 from plumbing.errors import CascadeError
+from plumbing.values import shorten
 
 FORMAT = "cascade-stage2"
 VERSION = 1
@@ -100,12 +101,8 @@ def load_weights(model: torch.nn.Module, ckpt: dict, path: str | Path) -> None:
         model.load_state_dict(ckpt["state_dict"])
     except (RuntimeError, KeyError, TypeError) as exc:
         reason = " ".join(str(exc).split()) or type(exc).__name__  # one line, however long torch's message
-        raise CascadeError(f"{path}: weights do not fit the network it describes ({_cut(reason, 200)})") from None
+        raise CascadeError(f"{path}: weights do not fit the network it describes ({shorten(reason, 200)})") from None
 
 
 def _short(value) -> str:
-    return _cut(json.dumps(plain(value)), 80)
-
-
-def _cut(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[:limit - 3] + "..."
+    return shorten(json.dumps(plain(value)), 80)

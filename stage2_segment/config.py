@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -12,22 +11,11 @@ from configs import CONFIG_DIR, load_config
 from convert.dataset import EDGE_TOLERANCE, MAX_EDGE_TOLERANCE
 from convert.wrist_pose import TEST_BENT_SHARE
 from convert.carpal_region import RegionConfig
+from plumbing.values import check_fields, check_pair, check_range
 
 SCHEDULERS = ("cosine", "onecycle")
 ENCODER_STRIDE = 32  # a 5-stage encoder halves the input 5 times: the side must divide by 2**5
 DECODER_DEPTH = 5    # smp's UNet with a 5-stage encoder: one decoder width per stage
-
-
-def _within(obj, key: str, lo: float, hi: float = math.inf, lo_open: bool = False, hi_open: bool = False) -> None:
-    """ValueError unless lo <= value <= hi (< where open); the message starts with the key, so that
-    configs.build can prefix the section."""
-    value = getattr(obj, key)
-    if (value <= lo if lo_open else value < lo) or (value >= hi if hi_open else value > hi):
-        if hi == math.inf:
-            need = f"{key} {'>' if lo_open else '>='} {lo}"
-        else:
-            need = f"{lo} {'<' if lo_open else '<='} {key} {'<' if hi_open else '<='} {hi}"
-        raise ValueError(f"{key}: need {need}, got {value}")
 
 
 @dataclass
@@ -36,6 +24,11 @@ class JitterConfig:
 
     shift: float = 0.08                            # centre moves up to this fraction of the region's side
     scale: tuple[float, float] = (0.85, 1.2)       # the side is multiplied by a factor in this range
+
+    def __post_init__(self):
+        check_range("shift", self.shift, 0, 0.5, hi_open=True)
+        check_pair("scale", self.scale)
+        check_range("scale", self.scale[0], 0, lo_open=True)
 
 
 @dataclass
@@ -51,10 +44,10 @@ class AugmentConfig:
     clahe_tiles: int = 8
 
     def __post_init__(self):
-        for key in ("rotate_prob", "hflip", "brightness_contrast_prob", "brightness", "contrast"):
-            _within(self, key, 0, 1)
-        _within(self, "clahe_clip", 0, lo_open=True)
-        _within(self, "clahe_tiles", 1)
+        check_range("rotate", self.rotate, 0, 45, why="degrees")
+        check_fields(self, ("rotate_prob", "hflip", "brightness_contrast_prob", "brightness", "contrast"), 0, 1)
+        check_range("clahe_clip", self.clahe_clip, 0, lo_open=True)
+        check_range("clahe_tiles", self.clahe_tiles, 1)
 
 
 @dataclass
@@ -63,7 +56,7 @@ class NormalizeConfig:
     std: float = 0.226
 
     def __post_init__(self):
-        _within(self, "std", 0, lo_open=True)  # divides: 0 trains to NaN
+        check_range("std", self.std, 0, lo_open=True)  # divides: 0 trains to NaN
 
 
 @dataclass
@@ -132,34 +125,24 @@ class Stage2Config:
             raise ValueError(f"input_size {self.input_size} must be a positive multiple of {ENCODER_STRIDE}")
         if self.scheduler not in SCHEDULERS:
             raise ValueError(f"scheduler {self.scheduler!r}: expected one of {', '.join(SCHEDULERS)}")
-        if self.folds < 2 or self.fold < 0:
-            raise ValueError("need folds >= 2 and fold >= 0")  # fold < k is checked against the split used
-        for key in ("epochs", "batch", "val_every", "val_batch"):
-            if getattr(self, key) < 1:
-                raise ValueError(f"{key} must be at least 1")
+        check_range("folds", self.folds, 2)
+        check_range("fold", self.fold, 0)  # fold < folds is checked against the split used
+        check_fields(self, ("epochs", "batch", "val_every", "val_batch"), 1)
         if self.bent_share is not None:  # null: a plain mean
-            _within(self, "bent_share", 0, 1)
-        if self.workers < 0:
-            raise ValueError("workers must be 0 (load in the main process) or more")
-        lo, hi = self.jitter.scale
-        if not 0 < lo <= hi or not 0 <= self.jitter.shift < 0.5:
-            raise ValueError("jitter: need 0 < scale[0] <= scale[1] and 0 <= shift < 0.5")
-        if not 0 <= self.augment.rotate <= 45:
-            raise ValueError("augment.rotate must be within 0..45 degrees")
+            check_range("bent_share", self.bent_share, 0, 1)
+        check_range("workers", self.workers, 0, why="0 loads in the main process")
         for key in ("name", "out"):
             if not str(getattr(self, key)).strip():
                 raise ValueError(f"{key}: need a non-empty name, got {getattr(self, key)!r}")
-        _within(self, "lr", 0, lo_open=True)
-        _within(self, "edge_tolerance", 0, MAX_EDGE_TOLERANCE)
-        _within(self, "weight_decay", 0)
-        _within(self, "warmup_epochs", 0)
-        _within(self, "min_lr_ratio", 0, 1, lo_open=True)
-        _within(self, "threshold", 0, 1, lo_open=True, hi_open=True)
+        check_range("lr", self.lr, 0, lo_open=True)
+        check_range("edge_tolerance", self.edge_tolerance, 0, MAX_EDGE_TOLERANCE)
+        check_fields(self, ("weight_decay", "warmup_epochs", "dice_weight", "bce_weight"), 0)
+        check_range("min_lr_ratio", self.min_lr_ratio, 0, 1, lo_open=True)
+        check_range("threshold", self.threshold, 0, 1, lo_open=True, hi_open=True)
         for name, value in self.class_thresholds.items():
-            if not 0 < value < 1:
-                raise ValueError(f"class_thresholds.{name}: {value} is outside (0, 1)")
-        if self.dice_weight < 0 or self.bce_weight < 0 or self.dice_weight + self.bce_weight == 0:
-            raise ValueError("dice_weight and bce_weight must be >= 0 and not both 0")
+            check_range(f"class_thresholds.{name}", value, 0, 1, lo_open=True, hi_open=True)
+        if self.dice_weight + self.bce_weight == 0:
+            raise ValueError("dice_weight and bce_weight: need one of them > 0, got both 0")
         channels = tuple(self.decoder_channels)
         if len(channels) != DECODER_DEPTH or min(channels) < 1:
             raise ValueError(f"decoder_channels: need {DECODER_DEPTH} positive numbers (one per UNet decoder stage), "

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Sequence
 
 from configs import CONFIG_DIR, load_config
+from plumbing.values import check_pair, check_range
 
 # ----------------------------------------------------------------------------------------------------------
 # Configuration: every tunable number; defaults equal configs/synth.yaml.
@@ -15,18 +16,15 @@ MIN_SIZE, MAX_SIZE = 128, 4096  # image sides generate() accepts
 
 
 def _check_ranges(obj, signed: Sequence[str] = (), positive: Sequence[str] = ()) -> None:
-    """ValueError naming the first bad field: a [lo, hi] pair needs lo <= hi; numbers (a pair's lo) must be
-    >= 0 unless `signed`, > 0 if `positive`. Messages start with the key: configs.build adds the section."""
+    """Every field of obj: a [lo, hi] pair needs lo <= hi; a number (a pair's lo) >= 0 unless `signed`,
+    > 0 if `positive`."""
     for f in fields(obj):
         value = getattr(obj, f.name)
         if isinstance(value, tuple):
-            if len(value) != 2 or not value[0] <= value[1]:
-                raise ValueError(f"{f.name}: need [lo, hi] with lo <= hi, got {list(value)}")
+            check_pair(f.name, value)
             value = value[0]
-        if f.name in positive and not value > 0:
-            raise ValueError(f"{f.name}: need {f.name} > 0, got {value}")
-        if f.name not in signed and not value >= 0:
-            raise ValueError(f"{f.name}: need {f.name} >= 0, got {value}")
+        if f.name in positive or f.name not in signed:
+            check_range(f.name, value, 0, lo_open=f.name in positive)
 
 
 @dataclass
@@ -49,10 +47,8 @@ class PoseConfig:
 
     def __post_init__(self):
         _check_ranges(self, signed=("spread_deg",), positive=("scale", "bent_foreshorten", "max_tries"))
-        if self.bent_wrist_prob > 1:
-            raise ValueError(f"bent_wrist_prob: need a probability within 0..1, got {self.bent_wrist_prob}")
-        if self.margin_frac >= 0.5:
-            raise ValueError(f"margin_frac: need margin_frac < 0.5 (a margin on each side), got {self.margin_frac}")
+        check_range("bent_wrist_prob", self.bent_wrist_prob, 0, 1)
+        check_range("margin_frac", self.margin_frac, 0, 0.5, hi_open=True, why="a margin on each side")
 
 
 @dataclass
@@ -62,8 +58,7 @@ class PointsConfig:
 
     def __post_init__(self):
         _check_ranges(self, positive=("spacing_px",))  # spacing is drawn log-uniform
-        if self.min_points < 3:
-            raise ValueError(f"min_points: need min_points >= 3 (a polygon), got {self.min_points}")
+        check_range("min_points", self.min_points, 3, why="a polygon")
 
 
 @dataclass
