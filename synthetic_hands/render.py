@@ -14,9 +14,7 @@ from .anatomy import CARPAL_SHAPES, RAYS, REF_SIZE
 from .settings import SynthConfig
 from .shapes import jitter
 
-# ----------------------------------------------------------------------------------------------------------
-# Rendering
-# ----------------------------------------------------------------------------------------------------------
+
 def _smooth_noise(rng: np.random.Generator, size: int, cells: int) -> np.ndarray:
     """Zero-mean, unit-scale noise varying over about size / cells pixels (bone texture, uneven exposure)."""
     grid = rng.standard_normal((cells, cells)).astype(np.float32)

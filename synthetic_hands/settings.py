@@ -9,9 +9,7 @@ from typing import Sequence
 from configs import CONFIG_DIR, load_config
 from plumbing.values import check_pair, check_range
 
-# ----------------------------------------------------------------------------------------------------------
-# Configuration: every tunable number; defaults equal configs/synth.yaml.
-# ----------------------------------------------------------------------------------------------------------
+
 MIN_SIZE, MAX_SIZE = 128, 4096  # image sides generate() accepts
 
 

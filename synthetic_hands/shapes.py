@@ -13,9 +13,7 @@ from plumbing.errors import CascadeError
 from .anatomy import BEND_CENTRES, CAPS, CARPAL_SHAPES, FOREARM_SHAPES, JOINT_GAP, PIVOT_XY, RAYS, REF_SIZE
 from .settings import PointsConfig, PoseConfig, SynthConfig
 
-# ----------------------------------------------------------------------------------------------------------
-# Shapes (hand frame, reference pixels)
-# ----------------------------------------------------------------------------------------------------------
+
 def _smooth01(x: np.ndarray) -> np.ndarray:
     x = np.clip(x, 0.0, 1.0)
     return x * x * (3.0 - 2.0 * x)

@@ -21,9 +21,7 @@ from .render import render
 from .settings import MAX_SIZE, MIN_SIZE, SynthConfig, load_synth_config
 from .shapes import make_hand
 
-# ----------------------------------------------------------------------------------------------------------
-# Writing the dataset layout
-# ----------------------------------------------------------------------------------------------------------
+
 # Real file names are millisecond timestamps of mid-2022. Each seed (modulo 1000) and each patient gets its own
 # slot, so names never clash within a set and differ between seeds.
 _TIME_BASE_MS = 1_661_130_000_000
