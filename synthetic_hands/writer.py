@@ -16,6 +16,7 @@ from convert.dataset import IMAGE_DIR, LABEL_DIR
 from plumbing.atomic import atomic_path, replace_dir, write_text
 from plumbing.errors import CascadeError, DataError
 from plumbing.parallel import bounded_map
+from plumbing.values import check_range
 
 from .render import render
 from .settings import MAX_SIZE, MIN_SIZE, SynthConfig, load_synth_config
@@ -79,12 +80,12 @@ def generate(out: str | Path, patients: int, test_patients: int = 0, size: int =
     (IDs continue after train), two hands each, on `workers` threads (default: one per core). Same arguments
     -> byte-identical files, whatever the number of workers. The files are written into a sibling folder that
     replaces `out` only when complete; an `out` that is not empty is refused unless overwrite."""
-    if patients < 0 or test_patients < 0:
-        raise CascadeError("patient counts must be >= 0")
-    if seed < 0:
-        raise CascadeError(f"seed must be >= 0, got {seed}")
-    if not MIN_SIZE <= size <= MAX_SIZE:
-        raise CascadeError(f"image size must be within {MIN_SIZE}..{MAX_SIZE}, got {size}")
+    try:
+        for key, value in (("patients", patients), ("test_patients", test_patients), ("seed", seed)):
+            check_range(key, value, 0)
+        check_range("size", size, MIN_SIZE, MAX_SIZE)
+    except ValueError as exc:
+        raise CascadeError(str(exc)) from None
     cfg = cfg or load_synth_config()
     root, out = Path(out), Path(out).resolve()  # resolved: "." has no name and no sibling
     if out.exists() and not out.is_dir():
