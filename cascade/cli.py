@@ -315,68 +315,21 @@ def merge_submissions_cmd(parts, out, images):
                    "mean. The paste plan and its settings are chosen on this mix.")
 @edge_tolerance_option
 @user_errors
-def evaluate(data, folds_file, folds, stage1, stage2, submission, base, out, device, tta, bent_share, edge_tolerance):
+def evaluate(out, **options):
     """Per-class Dice at native resolution on held-out patients: stage 1 alone and the cascade.
 
     Writes dice.csv, pose.csv (straight vs bent wrists), dice.md, dice.png and paste.json (the classes the
     cascade improved) into OUT.
     """
-    from cascade.evaluate import evaluate_folds, held_out, score_submission
+    from cascade.evaluate import run_evaluation
     from cascade.report import write_report
 
-    from plumbing.atomic import check_output
-
-    bent_share = _share(bent_share)
-    folds = folds or (0,)
-    if out.exists() and not out.is_dir():
-        raise CascadeError(f"{out}: expected a folder for the report")
-    check_output(out / "dice.csv", [submission, base])
-    if submission is not None and (stage1 or stage2 or tta or base):
-        raise CascadeError("--submission scores a CSV: drop --stage1, --stage2, --base and --tta, or drop "
-                           "--submission")
-    if submission is not None:
-        items = [i for f in folds for i in held_out(data, folds_file, f)] if folds_file else None
-        scores, plan = score_submission(submission, data, items, edge_tolerance=edge_tolerance), None
-    else:
-        if (not stage1 and base is None) or folds_file is None:
-            raise CascadeError("--stage1 (or --base) and --folds are required (or --submission to score a CSV)")
-        if base is not None and not stage2:
-            raise CascadeError("--base is scored with stage 2 pasted over it: give --stage2 (or score the base "
-                               "alone with --submission)")
-        if len(stage1) not in ((0, len(folds)) if base is not None else (len(folds),)) \
-                or len(stage2) not in (0, len(folds)):
-            raise CascadeError(f"{len(folds)} fold(s) need as many --stage1 (got {len(stage1)}"
-                               f"{'; or none with --base' if base is not None else ''}) and --stage2 "
-                               f"(got {len(stage2)}; or none), in the order of the folds")
-        firsts = map(_models, stage1) if stage1 else [None] * len(folds)
-        runs = list(zip(folds, firsts, map(_models, stage2) if stage2 else [None] * len(folds)))
-        with Progress("evaluating") as progress:
-            scores, plan = evaluate_folds(data, folds_file, runs, device=device, tta_hflip=tta, progress=progress,
-                                          bent_share=bent_share, base=base, edge_tolerance=edge_tolerance)
-    echo_warnings(scores.clips, scores.oriented)
-    paths = write_report(scores, out, plan, bent_share=bent_share)
+    with Progress("evaluating") as progress:
+        result = run_evaluation(out=out, progress=progress, **options)
+    echo_warnings(result.scores.clips, result.scores.oriented)
+    paths = write_report(result.scores, out, result.plan, bent_share=result.bent_share)
     click.echo(paths["markdown"].read_text())
     click.echo("wrote " + ", ".join(str(p) for p in paths.values()))
-
-
-def _models(text: str) -> Path | list[Path]:
-    """One fold's model, or its ensemble written a,b,c."""
-    paths = [Path(p.strip()) for p in text.split(",") if p.strip()]
-    if not paths:
-        raise CascadeError(f"--stage1/--stage2 {text!r}: no model path")
-    return paths[0] if len(paths) == 1 else paths
-
-
-def _share(text: str) -> float | None:
-    if text.strip().lower() in ("none", "off"):
-        return None
-    try:
-        share = float(text)
-    except ValueError:
-        share = -1.0
-    if not 0.0 <= share <= 1.0:
-        raise CascadeError(f"--bent-share {text!r}: expected a share between 0 and 1, or 'none'")
-    return share
 
 
 @main.command()
