@@ -180,12 +180,26 @@ def validate_submission_cmd(file, images, size):
     sys.exit(1)
 
 
-@main.command("train-stage1", context_settings={"ignore_unknown_options": True})
-@click.option("--data", required=True, type=click.Path(path_type=Path), help="YOLO-seg folder written by `cascade convert`.")
-@click.option("--config", type=click.Path(dir_okay=False, exists=True, path_type=Path),
-              help="Stage 1 config (default configs/stage1.yaml; configs/stage1_cpu.yaml for a CPU run).")
-@click.argument("overrides", nargs=-1)
-@user_errors
+def train_command(name: str, data_help: str, config_help: str):
+    """train-stage1 / train-stage2: --data, --config and the OVERRIDES, declared once."""
+    decorators = (
+        # an unknown --flag is passed on as an override, for the config loader to judge
+        main.command(name, context_settings={"ignore_unknown_options": True}),
+        click.option("--data", required=True, type=click.Path(path_type=Path), help=data_help),
+        click.option("--config", type=click.Path(dir_okay=False, exists=True, path_type=Path), help=config_help),
+        click.argument("overrides", nargs=-1),
+        user_errors,
+    )
+
+    def decorate(fn):
+        for decorator in reversed(decorators):  # as if stacked above fn in this order
+            fn = decorator(fn)
+        return fn
+    return decorate
+
+
+@train_command("train-stage1", data_help="YOLO-seg folder written by `cascade convert`.",
+               config_help="Stage 1 config (default configs/stage1.yaml; configs/stage1_cpu.yaml for a CPU run).")
 def train_stage1_cmd(data, config, overrides):
     """Train the full-hand YOLO segmentation model.
 
@@ -199,12 +213,8 @@ def train_stage1_cmd(data, config, overrides):
     click.echo(f"stage 1 weights: {run.best}\nrun folder (metrics, config): {run.run_dir}")
 
 
-@main.command("train-stage2", context_settings={"ignore_unknown_options": True})
-@click.option("--data", required=True, type=click.Path(path_type=Path), help="Folder holding DCM/ and outputs_json/.")
-@click.option("--config", type=click.Path(dir_okay=False, exists=True, path_type=Path),
-              help="Stage 2 config (default configs/stage2.yaml; configs/stage2_cpu.yaml for a CPU run).")
-@click.argument("overrides", nargs=-1)
-@user_errors
+@train_command("train-stage2", data_help="Folder holding DCM/ and outputs_json/.",
+               config_help="Stage 2 config (default configs/stage2.yaml; configs/stage2_cpu.yaml for a CPU run).")
 def train_stage2_cmd(data, config, overrides):
     """Train the carpal-region UNet on native-resolution crops.
 
