@@ -254,28 +254,12 @@ def train_stage2_cmd(data, config, overrides):
               help="Threads decoding and encoding images (default: all cores; with several shards on one machine, "
                    "its cores divided among them).")
 @user_errors
-def predict(stage1, base, stage2, images, out, device, stage1_only, paste_file, tta, batch, skip_bad, shard,
-            workers):
+def predict(workers, **options):
     """Predict every image and write the RLE submission (atomically), checked as validate-submission would."""
-    from cascade.predict import predict_folder
+    from cascade.predict import run_prediction
 
-    if not stage1 and base is None:
-        raise CascadeError("--stage1 is required (or --base, a full-hand submission to paste stage 2 over)")
-    if base is not None and stage1_only:
-        raise CascadeError("--stage1-only writes stage 1's own prediction: drop --base, or drop --stage1-only")
-    if not stage1_only and not stage2:
-        raise CascadeError("--stage2 is required unless --stage1-only is given")
-    if stage1_only and (stage2 or paste_file or tta):
-        raise CascadeError("--stage1-only leaves stage 2 out: drop --stage2, --paste-file and --tta, or drop it")
-    try:
-        shard_index, shard_count = (int(v) for v in shard.split("/"))
-    except ValueError:
-        raise CascadeError(f"--shard {shard!r}: expected i/n, e.g. 0/4") from None
     with Progress("predicting") as progress:
-        summary = predict_folder(images, out, stage1 or None, None if stage1_only else stage2, device=device,
-                                 paste_file=paste_file, tta_hflip=tta, batch=batch, skip_bad=skip_bad,
-                                 shard=(shard_index, shard_count), progress=progress, base=base,
-                                 **({"workers": workers} if workers else {}))
+        summary = run_prediction(**options, progress=progress, **({"workers": workers} if workers else {}))
     for p in summary.skipped:
         click.echo(f"skipped (empty masks written) {p}", err=True)
     echo_warnings((), summary.oriented)

@@ -102,6 +102,29 @@ def test_evaluate_scores_a_perfect_submission_as_one(synth_root, tmp_path):
 
 
 @pytest.mark.parametrize("options", [
+    {},
+    {"base": "b.csv", "stage1_only": True},
+    {"stage1": ["s1.pt"]},
+    {"stage1": ["s1.pt"], "stage1_only": True, "tta": True},
+    {"stage1": ["s1.pt"], "stage1_only": True, "shard": "1/2/3"},
+])
+def test_predict_is_a_library_function_with_the_commands_errors(synth_root, tmp_path, options):
+    from cascade.predict import run_prediction
+    from plumbing.errors import CascadeError
+
+    images, out = synth_root / "test" / "DCM", tmp_path / "s.csv"
+    with pytest.raises(CascadeError) as raised:
+        run_prediction(images, out, **options)
+    args = []
+    for key, value in options.items():
+        flag = "--" + key.replace("_", "-")
+        args += [flag] if value is True else [a for v in (value if isinstance(value, list) else [value])
+                                              for a in (flag, v)]
+    result = run("predict", "--images", images, "--out", out, *args)
+    assert result.exit_code == 2 and result.output == f"error: {raised.value}\n"
+
+
+@pytest.mark.parametrize("options", [
     {"submission": "{truth}", "stage1": ["s1.pt"]},
     {"stage1": ["s1.pt"]},  # no --folds
     {"folds_file": "{folds}", "base": "{truth}"},  # --base without --stage2
