@@ -180,12 +180,26 @@ def validate_submission_cmd(file, images, size):
     sys.exit(1)
 
 
-@main.command("train-stage1", context_settings={"ignore_unknown_options": True})
-@click.option("--data", required=True, type=click.Path(path_type=Path), help="YOLO-seg folder written by `cascade convert`.")
-@click.option("--config", type=click.Path(dir_okay=False, exists=True, path_type=Path),
-              help="Stage 1 config (default configs/stage1.yaml; configs/stage1_cpu.yaml for a CPU run).")
-@click.argument("overrides", nargs=-1)
-@user_errors
+def train_command(name: str, data_help: str, config_help: str):
+    """train-stage1 / train-stage2: --data, --config and the OVERRIDES, declared once."""
+    decorators = (
+        # an unknown --flag is passed on as an override, for the config loader to judge
+        main.command(name, context_settings={"ignore_unknown_options": True}),
+        click.option("--data", required=True, type=click.Path(path_type=Path), help=data_help),
+        click.option("--config", type=click.Path(dir_okay=False, exists=True, path_type=Path), help=config_help),
+        click.argument("overrides", nargs=-1),
+        user_errors,
+    )
+
+    def decorate(fn):
+        for decorator in reversed(decorators):  # as if stacked above fn in this order
+            fn = decorator(fn)
+        return fn
+    return decorate
+
+
+@train_command("train-stage1", data_help="YOLO-seg folder written by `cascade convert`.",
+               config_help="Stage 1 config (default configs/stage1.yaml; configs/stage1_cpu.yaml for a CPU run).")
 def train_stage1_cmd(data, config, overrides):
     """Train the full-hand YOLO segmentation model.
 
@@ -199,12 +213,8 @@ def train_stage1_cmd(data, config, overrides):
     click.echo(f"stage 1 weights: {run.best}\nrun folder (metrics, config): {run.run_dir}")
 
 
-@main.command("train-stage2", context_settings={"ignore_unknown_options": True})
-@click.option("--data", required=True, type=click.Path(path_type=Path), help="Folder holding DCM/ and outputs_json/.")
-@click.option("--config", type=click.Path(dir_okay=False, exists=True, path_type=Path),
-              help="Stage 2 config (default configs/stage2.yaml; configs/stage2_cpu.yaml for a CPU run).")
-@click.argument("overrides", nargs=-1)
-@user_errors
+@train_command("train-stage2", data_help="Folder holding DCM/ and outputs_json/.",
+               config_help="Stage 2 config (default configs/stage2.yaml; configs/stage2_cpu.yaml for a CPU run).")
 def train_stage2_cmd(data, config, overrides):
     """Train the carpal-region UNet on native-resolution crops.
 
@@ -244,28 +254,12 @@ def train_stage2_cmd(data, config, overrides):
               help="Threads decoding and encoding images (default: all cores; with several shards on one machine, "
                    "its cores divided among them).")
 @user_errors
-def predict(stage1, base, stage2, images, out, device, stage1_only, paste_file, tta, batch, skip_bad, shard,
-            workers):
+def predict(workers, **options):
     """Predict every image and write the RLE submission (atomically), checked as validate-submission would."""
-    from cascade.predict import predict_folder
+    from cascade.predict import run_prediction
 
-    if not stage1 and base is None:
-        raise CascadeError("--stage1 is required (or --base, a full-hand submission to paste stage 2 over)")
-    if base is not None and stage1_only:
-        raise CascadeError("--stage1-only writes stage 1's own prediction: drop --base, or drop --stage1-only")
-    if not stage1_only and not stage2:
-        raise CascadeError("--stage2 is required unless --stage1-only is given")
-    if stage1_only and (stage2 or paste_file or tta):
-        raise CascadeError("--stage1-only leaves stage 2 out: drop --stage2, --paste-file and --tta, or drop it")
-    try:
-        shard_index, shard_count = (int(v) for v in shard.split("/"))
-    except ValueError:
-        raise CascadeError(f"--shard {shard!r}: expected i/n, e.g. 0/4") from None
     with Progress("predicting") as progress:
-        summary = predict_folder(images, out, stage1 or None, None if stage1_only else stage2, device=device,
-                                 paste_file=paste_file, tta_hflip=tta, batch=batch, skip_bad=skip_bad,
-                                 shard=(shard_index, shard_count), progress=progress, base=base,
-                                 **({"workers": workers} if workers else {}))
+        summary = run_prediction(**options, progress=progress, **({"workers": workers} if workers else {}))
     for p in summary.skipped:
         click.echo(f"skipped (empty masks written) {p}", err=True)
     echo_warnings((), summary.oriented)
@@ -279,17 +273,9 @@ def predict(stage1, base, stage2, images, out, device, stage1_only, paste_file, 
 @user_errors
 def merge_submissions_cmd(parts, out, images):
     """Join the parts written by `cascade predict --shard i/n` into one submission, then check it."""
-    from plumbing.atomic import atomic_path, check_output
-    from convert.submission import image_sizes, merge_submissions, validate_submission
+    from convert.submission import merge_submissions
 
-    check_output(out, parts, suffix=".csv")
-    sizes = image_sizes(images) if images is not None else None
-    with atomic_path(out) as merged:  # published only once it has passed the check
-        rows = merge_submissions(parts, merged)
-        if sizes is not None:
-            report = validate_submission(merged, sizes)
-            if not report.ok:
-                raise CascadeError(f"{out}: not written: the merged parts fail the check ({report.problems[0]})")
+    rows = merge_submissions(parts, out, images)
     click.echo(f"wrote {out} ({rows} rows from {len(parts)} parts)")
 
 
@@ -315,68 +301,21 @@ def merge_submissions_cmd(parts, out, images):
                    "mean. The paste plan and its settings are chosen on this mix.")
 @edge_tolerance_option
 @user_errors
-def evaluate(data, folds_file, folds, stage1, stage2, submission, base, out, device, tta, bent_share, edge_tolerance):
+def evaluate(out, **options):
     """Per-class Dice at native resolution on held-out patients: stage 1 alone and the cascade.
 
     Writes dice.csv, pose.csv (straight vs bent wrists), dice.md, dice.png and paste.json (the classes the
     cascade improved) into OUT.
     """
-    from cascade.evaluate import evaluate_folds, held_out, score_submission
+    from cascade.evaluate import run_evaluation
     from cascade.report import write_report
 
-    from plumbing.atomic import check_output
-
-    bent_share = _share(bent_share)
-    folds = folds or (0,)
-    if out.exists() and not out.is_dir():
-        raise CascadeError(f"{out}: expected a folder for the report")
-    check_output(out / "dice.csv", [submission, base])
-    if submission is not None and (stage1 or stage2 or tta or base):
-        raise CascadeError("--submission scores a CSV: drop --stage1, --stage2, --base and --tta, or drop "
-                           "--submission")
-    if submission is not None:
-        items = [i for f in folds for i in held_out(data, folds_file, f)] if folds_file else None
-        scores, plan = score_submission(submission, data, items, edge_tolerance=edge_tolerance), None
-    else:
-        if (not stage1 and base is None) or folds_file is None:
-            raise CascadeError("--stage1 (or --base) and --folds are required (or --submission to score a CSV)")
-        if base is not None and not stage2:
-            raise CascadeError("--base is scored with stage 2 pasted over it: give --stage2 (or score the base "
-                               "alone with --submission)")
-        if len(stage1) not in ((0, len(folds)) if base is not None else (len(folds),)) \
-                or len(stage2) not in (0, len(folds)):
-            raise CascadeError(f"{len(folds)} fold(s) need as many --stage1 (got {len(stage1)}"
-                               f"{'; or none with --base' if base is not None else ''}) and --stage2 "
-                               f"(got {len(stage2)}; or none), in the order of the folds")
-        firsts = map(_models, stage1) if stage1 else [None] * len(folds)
-        runs = list(zip(folds, firsts, map(_models, stage2) if stage2 else [None] * len(folds)))
-        with Progress("evaluating") as progress:
-            scores, plan = evaluate_folds(data, folds_file, runs, device=device, tta_hflip=tta, progress=progress,
-                                          bent_share=bent_share, base=base, edge_tolerance=edge_tolerance)
-    echo_warnings(scores.clips, scores.oriented)
-    paths = write_report(scores, out, plan, bent_share=bent_share)
+    with Progress("evaluating") as progress:
+        result = run_evaluation(out=out, progress=progress, **options)
+    echo_warnings(result.scores.clips, result.scores.oriented)
+    paths = write_report(result.scores, out, result.plan, bent_share=result.bent_share)
     click.echo(paths["markdown"].read_text())
     click.echo("wrote " + ", ".join(str(p) for p in paths.values()))
-
-
-def _models(text: str) -> Path | list[Path]:
-    """One fold's model, or its ensemble written a,b,c."""
-    paths = [Path(p.strip()) for p in text.split(",") if p.strip()]
-    if not paths:
-        raise CascadeError(f"--stage1/--stage2 {text!r}: no model path")
-    return paths[0] if len(paths) == 1 else paths
-
-
-def _share(text: str) -> float | None:
-    if text.strip().lower() in ("none", "off"):
-        return None
-    try:
-        share = float(text)
-    except ValueError:
-        share = -1.0
-    if not 0.0 <= share <= 1.0:
-        raise CascadeError(f"--bent-share {text!r}: expected a share between 0 and 1, or 'none'")
-    return share
 
 
 @main.command()

@@ -14,7 +14,7 @@ from convert import rle
 from plumbing.atomic import check_output
 from convert.classes import NUM_CLASSES
 from plumbing.parallel import bounded_map
-from plumbing.errors import DataError, Problem
+from plumbing.errors import CascadeError, DataError, Problem
 from convert.images import AS_STORED, read_hw, read_image_oriented
 from convert.submission import encode_masks, list_images, validate_submission, write_submission
 
@@ -148,3 +148,25 @@ def predict_folder(images: str | Path, out: str | Path, stage1: str | Path | Seq
     summary.images = len(encoded) - len(summary.skipped)
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+def run_prediction(images: str | Path, out: str | Path, stage1: Sequence[str | Path] = (),
+                   stage2: Sequence[str | Path] = (), base: str | Path | None = None, stage1_only: bool = False,
+                   paste_file: str | Path | None = None, tta: bool = False, shard: str = "0/1",
+                   **kwargs) -> PredictSummary:
+    """`cascade predict` with its options as plain values: their combination checked and `shard` (i/n) read
+    before predict_folder (kwargs: device, batch, skip_bad, workers, progress); errors name the options."""
+    if not stage1 and base is None:
+        raise CascadeError("--stage1 is required (or --base, a full-hand submission to paste stage 2 over)")
+    if base is not None and stage1_only:
+        raise CascadeError("--stage1-only writes stage 1's own prediction: drop --base, or drop --stage1-only")
+    if not stage1_only and not stage2:
+        raise CascadeError("--stage2 is required unless --stage1-only is given")
+    if stage1_only and (stage2 or paste_file or tta):
+        raise CascadeError("--stage1-only leaves stage 2 out: drop --stage2, --paste-file and --tta, or drop it")
+    try:
+        shard_index, shard_count = (int(v) for v in shard.split("/"))
+    except ValueError:
+        raise CascadeError(f"--shard {shard!r}: expected i/n, e.g. 0/4") from None
+    return predict_folder(images, out, stage1 or None, None if stage1_only else stage2, paste_file=paste_file,
+                          tta_hflip=tta, shard=(shard_index, shard_count), base=base, **kwargs)

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from . import rle
-from plumbing.atomic import atomic_path
+from plumbing.atomic import atomic_path, check_output
 from .classes import CLASSES, NUM_CLASSES
 from plumbing.errors import DataError
 from .images import IMAGE_SUFFIXES, read_image
@@ -37,24 +37,35 @@ def write_submission(path: str | Path, encoded: Mapping[str, Iterable[str]]) -> 
     return rows
 
 
-def merge_submissions(parts: Iterable[str | Path], out: str | Path) -> int:
+def merge_submissions(parts: Iterable[str | Path], out: str | Path, images: str | Path | None = None) -> int:
     """Shards from `cascade predict --shard i/n` -> one submission (images sorted, written atomically).
 
-    Every part must be a valid submission and no image may appear in two parts. Returns the row count.
+    Every part must be a valid submission and no image may appear in two parts. With `images` (the test image
+    folder) the merged file must also pass validate_submission against it, or nothing is written. Returns the
+    row count.
     """
-    merged: dict[str, list[str]] = {}
-    for part in parts:
-        report = validate_submission(part, default_hw=(2**31, 1))  # bounds were checked when each part was written
-        if not report.ok:
-            raise DataError(part, f"not a valid submission: {report.problems[0]}")
-        df = read_submission(part)
-        for name, group in df.groupby("image_name", sort=False):
-            if name in merged:
-                raise DataError(part, f"image {name} is also in another part")
-            merged[name] = group["rle"].tolist()
-    if not merged:
-        raise DataError(out, "no parts to merge")
-    return write_submission(out, merged)
+    parts = list(parts)
+    check_output(out, parts, suffix=".csv")
+    sizes = image_sizes(images) if images is not None else None
+    with atomic_path(out) as tmp:  # published only once it has passed the check
+        merged: dict[str, list[str]] = {}
+        for part in parts:
+            report = validate_submission(part, default_hw=(2**31, 1))  # each part's bounds checked when written
+            if not report.ok:
+                raise DataError(part, f"not a valid submission: {report.problems[0]}")
+            df = read_submission(part)
+            for name, group in df.groupby("image_name", sort=False):
+                if name in merged:
+                    raise DataError(part, f"image {name} is also in another part")
+                merged[name] = group["rle"].tolist()
+        if not merged:
+            raise DataError(out, "no parts to merge")
+        rows = write_submission(tmp, merged)
+        if sizes is not None:
+            report = validate_submission(tmp, sizes)
+            if not report.ok:
+                raise DataError(out, f"not written: the merged parts fail the check ({report.problems[0]})")
+    return rows
 
 
 def encode_masks(masks: np.ndarray) -> list[str]:

@@ -101,6 +101,68 @@ def test_evaluate_scores_a_perfect_submission_as_one(synth_root, tmp_path):
     assert bad.exit_code == 2 and "--bent-share" in bad.output and not (tmp_path / "r2").exists()
 
 
+@pytest.mark.parametrize("options", [
+    {},
+    {"base": "b.csv", "stage1_only": True},
+    {"stage1": ["s1.pt"]},
+    {"stage1": ["s1.pt"], "stage1_only": True, "tta": True},
+    {"stage1": ["s1.pt"], "stage1_only": True, "shard": "1/2/3"},
+])
+def test_predict_is_a_library_function_with_the_commands_errors(synth_root, tmp_path, options):
+    from cascade.predict import run_prediction
+    from plumbing.errors import CascadeError
+
+    images, out = synth_root / "test" / "DCM", tmp_path / "s.csv"
+    with pytest.raises(CascadeError) as raised:
+        run_prediction(images, out, **options)
+    args = []
+    for key, value in options.items():
+        flag = "--" + key.replace("_", "-")
+        args += [flag] if value is True else [a for v in (value if isinstance(value, list) else [value])
+                                              for a in (flag, v)]
+    result = run("predict", "--images", images, "--out", out, *args)
+    assert result.exit_code == 2 and result.output == f"error: {raised.value}\n"
+
+
+@pytest.mark.parametrize("options", [
+    {"submission": "{truth}", "stage1": ["s1.pt"]},
+    {"stage1": ["s1.pt"]},  # no --folds
+    {"folds_file": "{folds}", "base": "{truth}"},  # --base without --stage2
+    {"folds_file": "{folds}", "folds": [0, 1], "stage1": ["s1.pt"]},
+    {"folds_file": "{folds}", "stage1": [" , "]},
+    {"submission": "{truth}", "bent_share": "1.5"},
+])
+def test_evaluate_is_a_library_function_with_the_commands_errors(synth_root, yolo_set, tmp_path, options):
+    from cascade.evaluate import run_evaluation
+    from plumbing.errors import CascadeError
+
+    item = scan(synth_root / "train").items[0]
+    write_submission(tmp_path / "t.csv", {item.name: [""] * 29})
+    fill = {"truth": tmp_path / "t.csv", "folds": yolo_set / "folds.json"}
+    options = {k: v.format(**fill) if isinstance(v, str) else v for k, v in options.items()}
+    with pytest.raises(CascadeError) as raised:
+        run_evaluation(synth_root / "train", tmp_path / "r", **options)
+    args = []
+    for key, value in options.items():
+        flag = "--" + {"folds_file": "folds", "folds": "fold"}.get(key, key).replace("_", "-")
+        args += [a for v in (value if isinstance(value, list) else [value]) for a in (flag, v)]
+    result = run("evaluate", "--data", synth_root / "train", "--out", tmp_path / "r", *args)
+    assert result.exit_code == 2 and result.output == f"error: {raised.value}\n"
+    assert not (tmp_path / "r").exists()
+
+
+def test_evaluate_from_python_takes_plain_values(synth_root, tmp_path):
+    from cascade.evaluate import run_evaluation
+
+    items = scan(synth_root / "train").items[:2]
+    perfect = {s.item.name: encode_masks(class_masks(s.polygons, s.hw)) for s in iter_samples(items)}
+    write_submission(tmp_path / "truth.csv", perfect)
+    result = run_evaluation(synth_root / "train", tmp_path / "r", submission=tmp_path / "truth.csv")
+    assert result.plan is None and result.bent_share == 0.58 and (result.scores.table() == 1.0).all().all()
+    assert run_evaluation(synth_root / "train", tmp_path / "r", submission=tmp_path / "truth.csv",
+                          bent_share=None).bent_share is None
+
+
 def test_visualize_draws_on_a_real_radiograph(stage1_run, tmp_path):
     result = run("visualize", "--image", REAL, "--stage1", stage1_run.best, "--out", tmp_path / "v.png")
     assert result.exit_code == 0, result.output

@@ -134,6 +134,25 @@ def test_byte_order_mark_is_accepted_like_pandas_reads_it(submission):
     assert report.ok, report.problems
 
 
+def test_merge_is_published_only_once_it_covers_the_images(submission, tmp_path):
+    import cv2
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in (1, 2, 3):
+        cv2.imwrite(str(images / f"img{i}.png"), np.zeros((32, 24), np.uint8))
+    parts = [tmp_path / "a.csv", tmp_path / "b.csv"]
+    write_submission(parts[0], {f"img{i}.png": encode_masks(_masks(i)) for i in (1, 3)})
+    write_submission(parts[1], {"img2.png": encode_masks(_masks(2))})
+    assert merge_submissions(parts[::-1], tmp_path / "m.csv", images) == 87
+    assert (tmp_path / "m.csv").read_bytes() == submission.read_bytes()
+    with pytest.raises(DataError, match="short.csv: not written: the merged parts fail the check"):
+        merge_submissions(parts[:1], tmp_path / "short.csv", images)
+    assert not (tmp_path / "short.csv").exists()
+    with pytest.raises(DataError, match="is one of this command's inputs"):
+        merge_submissions(parts, parts[0])
+
+
 @pytest.mark.parametrize("call", [
     lambda p: validate_submission(p),
     lambda p: read_submission(p),
