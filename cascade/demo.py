@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import torch
 
@@ -15,9 +15,13 @@ from plumbing.errors import CascadeError, DataError
 from convert.folds import FOLDS_FILE
 from convert.wrist_pose import TEST_BENT_SHARE
 from convert.submission import list_images
-from synthetic_hands import MAX_SIZE, MIN_SIZE, generate, load_synth_config
+from synthetic_hands import MAX_SIZE, MIN_SIZE, SynthConfig, generate, load_synth_config
 from convert.yolo import convert_to_yolo
 from plumbing.values import check_range
+
+if TYPE_CHECKING:
+    from stage1_detect.config import Stage1Config
+    from stage2_segment.config import Stage2Config
 
 
 @dataclass
@@ -50,6 +54,7 @@ class DemoConfig:
 
 
 DEMO_MARKER = ".cascade-demo"  # marks a folder the demo may replace on its next run
+DEMO_STEPS = 10  # the numbered lines run_demo prints, one a step
 
 
 def load_demo_config(path=None, overrides=()) -> DemoConfig:
@@ -60,31 +65,65 @@ def run_demo(out: str | Path, cfg: DemoConfig, echo: Callable[[str], None] = pri
     """synth -> check -> convert -> train stage 1, stage 2 and a full-hand baseline -> the baseline's
     submissions -> evaluate both cascades (over stage 1, over the baseline) on held-out patients -> predict the
     test images over the baseline -> validate the submission -> overlays."""
+    demo = _start(Path(out).resolve(), cfg, echo)
+    _generate_data(demo)
+    _check_data(demo)
+    yolo_set = _convert(demo)
+    stage1 = _train_stage1(demo, yolo_set)
+    stage2 = _train_stage2(demo)
+    fullhand = _train_fullhand(demo)
+    held, base_held, base_test = _baseline_submissions(demo, fullhand)
+    paths = _evaluate(demo, stage1, stage2, base_held)
+    submission = _predict_test_images(demo, stage2, paths.get("paste"), base_test)
+    _draw_overlays(demo, held, stage1, stage2)
+    return {"data": demo.data, "stage1": stage1, "stage2": stage2, "fullhand": fullhand, "report": paths["markdown"],
+            "chart": paths["chart"], "submission": submission, "overlays": demo.overlays}
+
+
+@dataclass
+class _Demo:
+    """What every step of one demo run reads: its folder, device and checked configs, and the step counter."""
+    out: Path
+    cfg: DemoConfig
+    device: str
+    folds_file: Path
+    s1_cfg: Stage1Config
+    s2_cfg: Stage2Config
+    base_cfg: Stage2Config
+    synth_cfg: SynthConfig
+    echo: Callable[[str], None]
+    started: float
+    done: int = 0
+
+    @property
+    def data(self) -> Path:
+        return self.out / "data"
+
+    @property
+    def test_images(self) -> Path:
+        return self.data / "test" / "DCM"
+
+    @property
+    def overlays(self) -> Path:
+        return self.out / "overlays"
+
+    def step(self, text: str) -> None:
+        """The next step's numbered line, with the seconds since the demo started."""
+        self.done += 1
+        self.echo(f"[{self.done}/{DEMO_STEPS}] {text}  ({time.perf_counter() - self.started:.0f} s)")
+
+
+def _start(out: Path, cfg: DemoConfig, echo: Callable[[str], None]) -> _Demo:
+    """Every config loaded (and so checked) first: a mistake fails in a second, not after training; then the
+    folder is claimed."""
     from stage1_detect.config import load_stage1_config
     from stage1_detect.train import check_settings as check_stage1
-    from stage1_detect.train import train_stage1
     from stage2_segment.config import load_stage2_config
     from stage2_segment.train import check_settings as check_stage2
-    from stage2_segment.train import train_stage2
 
-    from .evaluate import evaluate_cascade, held_out
-    from .fullhand import predict_whole_images
-    from .pipeline import Cascade
-    from .predict import predict_folder
-    from .report import write_report
-    from .visualize import visualize_image
-
-    out = Path(out).resolve()
     device = cfg.device or ("cuda:0" if torch.cuda.is_available() else "cpu")
     started = time.perf_counter()
-    steps = 10
-
-    def step(k: int, text: str) -> None:
-        echo(f"[{k}/{steps}] {text}  ({time.perf_counter() - started:.0f} s)")
-
-    # Every config loaded (and so checked) first: a mistake fails in a second, not after training.
-    data = out / "data"
-    folds_file = out / "yolo" / FOLDS_FILE  # written by convert_to_yolo below
+    folds_file = out / "yolo" / FOLDS_FILE  # written by convert_to_yolo in _convert
     s1_cfg = load_stage1_config(CONFIG_DIR / cfg.stage1_config, [
         f"imgsz={cfg.stage1_imgsz}", f"project={out / 'runs' / 'stage1'}", "name=demo",
         f"device={'cpu' if device == 'cpu' else device.split(':')[-1]}", *cfg.stage1_overrides])
@@ -98,70 +137,130 @@ def run_demo(out: str | Path, cfg: DemoConfig, echo: Callable[[str], None] = pri
     check_stage1(s1_cfg)
     check_stage2(s2_cfg)
     check_stage2(base_cfg)
-    # the demo replaces what it wrote before, and nothing else: a folder it did not make is refused
+    _claim_folder(out)
+    return _Demo(out, cfg, device, folds_file, s1_cfg, s2_cfg, base_cfg, synth_cfg, echo, started)
+
+
+def _claim_folder(out: Path) -> None:
+    """The demo replaces what it wrote before, and nothing else: a folder it did not make is refused."""
     marker = out / DEMO_MARKER
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not marker.is_file():
         raise DataError(out, "exists and was not written by `cascade demo`; choose a new or empty folder")
     out.mkdir(parents=True, exist_ok=True)
     marker.write_text("written by `cascade demo`; a rerun replaces this folder's contents\n")
 
-    generate(data, cfg.patients, cfg.test_patients, size=cfg.size, seed=cfg.seed, cfg=synth_cfg, overwrite=True)
-    step(1, f"generated {2 * cfg.patients} labelled + {2 * cfg.test_patients} test images in {data}")
 
-    report = check_dataset(data / "train")
+def _generate_data(demo: _Demo) -> None:
+    cfg = demo.cfg
+    generate(demo.data, cfg.patients, cfg.test_patients, size=cfg.size, seed=cfg.seed, cfg=demo.synth_cfg,
+             overwrite=True)
+    demo.step(f"generated {2 * cfg.patients} labelled + {2 * cfg.test_patients} test images in {demo.data}")
+
+
+def _check_data(demo: _Demo) -> None:
+    report = check_dataset(demo.data / "train")
     if not report.ok:
         raise CascadeError(f"generated data failed its check: {report.problems[0]}")
-    step(2, f"dataset check: {report.images} images, {report.patients} patients, no problems")
+    demo.step(f"dataset check: {report.images} images, {report.patients} patients, no problems")
 
-    yolo = convert_to_yolo(data / "train", out / "yolo", folds=cfg.folds, fold=cfg.fold, imgsz=cfg.stage1_imgsz,
-                           overwrite=True)
-    step(3, f"YOLO-seg set: {yolo.counts['train']} train / {yolo.counts['val']} held-out images in {yolo.out}")
 
-    stage1 = train_stage1(yolo.out, s1_cfg).best
-    step(4, f"stage 1 trained: {stage1}")
+def _convert(demo: _Demo) -> Path:
+    """The YOLO-seg set stage 1 trains on, and the folds file every later step splits by."""
+    cfg = demo.cfg
+    yolo = convert_to_yolo(demo.data / "train", demo.out / "yolo", folds=cfg.folds, fold=cfg.fold,
+                           imgsz=cfg.stage1_imgsz, overwrite=True)
+    demo.step(f"YOLO-seg set: {yolo.counts['train']} train / {yolo.counts['val']} held-out images in {yolo.out}")
+    return yolo.out
 
-    stage2 = train_stage2(data / "train", s2_cfg).best
-    step(5, f"stage 2 trained: {stage2}")
 
-    fullhand = train_stage2(data / "train", base_cfg).last  # the last epoch: no choice made on the held-out fold
-    step(6, f"full-hand baseline trained (the stage 2 trainer on whole images): {fullhand}")
+def _train_stage1(demo: _Demo, yolo_set: Path) -> Path:
+    from stage1_detect.train import train_stage1
 
-    # the baseline's predictions, as a team's own full-hand model would hand them over: submission files
-    held = held_out(data / "train", folds_file, cfg.fold)
-    base_held = predict_whole_images(fullhand, [i.image for i in held], out / "base" / "heldout.csv", device)
-    test_images = data / "test" / "DCM"
-    base_test = predict_whole_images(fullhand, list_images(test_images), out / "base" / "test.csv", device)
-    step(7, f"baseline submissions: {base_held} (held-out fold), {base_test} (test images)")
+    stage1 = train_stage1(yolo_set, demo.s1_cfg).best
+    demo.step(f"stage 1 trained: {stage1}")
+    return stage1
 
-    over_stage1, _ = evaluate_cascade(data / "train", folds_file, cfg.fold, stage1, stage2, device=device)
-    over_base, plan = evaluate_cascade(data / "train", folds_file, cfg.fold, None, stage2, device=device,
+
+def _train_stage2(demo: _Demo) -> Path:
+    from stage2_segment.train import train_stage2
+
+    stage2 = train_stage2(demo.data / "train", demo.s2_cfg).best
+    demo.step(f"stage 2 trained: {stage2}")
+    return stage2
+
+
+def _train_fullhand(demo: _Demo) -> Path:
+    from stage2_segment.train import train_stage2
+
+    # the last epoch: no choice made on the held-out fold
+    fullhand = train_stage2(demo.data / "train", demo.base_cfg).last
+    demo.step(f"full-hand baseline trained (the stage 2 trainer on whole images): {fullhand}")
+    return fullhand
+
+
+def _baseline_submissions(demo: _Demo, fullhand: Path) -> tuple[list, Path, Path]:
+    """The baseline's predictions, as a team's own full-hand model would hand them over: submission files for
+    the held-out fold and the test images. Returns the held-out items too."""
+    from .evaluate import held_out
+    from .fullhand import predict_whole_images
+
+    held = held_out(demo.data / "train", demo.folds_file, demo.cfg.fold)
+    base = demo.out / "base"
+    base_held = predict_whole_images(fullhand, [i.image for i in held], base / "heldout.csv", demo.device)
+    base_test = predict_whole_images(fullhand, list_images(demo.test_images), base / "test.csv", demo.device)
+    demo.step(f"baseline submissions: {base_held} (held-out fold), {base_test} (test images)")
+    return held, base_held, base_test
+
+
+def _evaluate(demo: _Demo, stage1: Path, stage2: Path, base_held: Path) -> dict[str, Path]:
+    """Both cascades (over stage 1, over the baseline) on the held-out patients; the report's paths."""
+    from .evaluate import evaluate_cascade
+    from .report import write_report
+
+    data, fold = demo.data / "train", demo.cfg.fold
+    over_stage1, _ = evaluate_cascade(data, demo.folds_file, fold, stage1, stage2, device=demo.device)
+    over_base, plan = evaluate_cascade(data, demo.folds_file, fold, None, stage2, device=demo.device,
                                        base=base_held)
     scores = side_by_side(over_stage1, over_base)
-    paths = write_report(scores, out / "evaluation", plan, title="Demo: held-out patients")
+    paths = write_report(scores, demo.out / "evaluation", plan, title="Demo: held-out patients")
+    demo.step(f"held-out Dice (native resolution): {_held_out_figures(scores)} -> {paths['markdown']}")
+    return paths
+
+
+def _held_out_figures(scores) -> str:
+    """Each method's mean and carpal Dice, then the same weighed to the test set's share of bent wrists."""
     table = scores.table()
     figures = "; ".join(f"{column.removesuffix('_dice').replace('_', ' ')} mean {table.loc['mean', column]:.3f}, "
                         f"carpal {table.loc['carpal_mean', column]:.3f}" for column in table.columns)
     poses = scores.pose_table()
     mix = "; ".join(f"{method.replace('_', ' ')} mean {row['test_mix_mean']:.3f}, carpal {row['test_mix_carpal']:.3f}"
                     for method, row in poses.iterrows())
-    step(8, f"held-out Dice (native resolution): {figures}; weighed to the test set's {TEST_BENT_SHARE:.0%} bent "
-            f"wrists: {mix} -> {paths['markdown']}")
+    return f"{figures}; weighed to the test set's {TEST_BENT_SHARE:.0%} bent wrists: {mix}"
 
-    submission = out / "submission.csv"
-    summary = predict_folder(test_images, submission, None, stage2, device=device, paste_file=paths.get("paste"),
+
+def _predict_test_images(demo: _Demo, stage2: Path, paste: Path | None, base_test: Path) -> Path:
+    from .predict import predict_folder
+
+    submission = demo.out / "submission.csv"
+    summary = predict_folder(demo.test_images, submission, None, stage2, device=demo.device, paste_file=paste,
                              base=base_test)
     # predict_folder has checked the file as validate-submission does, against each image's decoded size
-    step(9, f"submission for the test images (stage 2 over the baseline, the classes it proved), valid: "
-            f"{summary.describe()}")
+    demo.step(f"submission for the test images (stage 2 over the baseline, the classes it proved), valid: "
+              f"{summary.describe()}")
+    return submission
+
+
+def _draw_overlays(demo: _Demo, held: list, stage1: Path, stage2: Path) -> None:
+    from .pipeline import Cascade
+    from .visualize import visualize_image
 
     overlays = []
-    model = Cascade(stage1, stage2, device=device)  # loaded once for all overlays
-    for item in held[:cfg.overlays]:
-        overlays += visualize_image(item.image, out / "overlays" / f"{item.image.stem}.png", labels=item.label,
+    model = Cascade(stage1, stage2, device=demo.device)  # loaded once for all overlays
+    for item in held[:demo.cfg.overlays]:
+        overlays += visualize_image(item.image, demo.overlays / f"{item.image.stem}.png", labels=item.label,
                                     model=model)
-    step(10, f"{len(overlays)} overlay pictures (prediction in colour, truth in white, region in yellow) in {out / 'overlays'}")
-    return {"data": data, "stage1": stage1, "stage2": stage2, "fullhand": fullhand, "report": paths["markdown"],
-            "chart": paths["chart"], "submission": submission, "overlays": out / "overlays"}
+    demo.step(f"{len(overlays)} overlay pictures (prediction in colour, truth in white, region in yellow) in "
+              f"{demo.overlays}")
 
 
 def side_by_side(over_stage1, over_base):

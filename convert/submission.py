@@ -6,7 +6,7 @@ import csv
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Callable, Iterable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -142,12 +142,46 @@ def validate_submission(path: str | Path, sizes: Mapping[str, tuple[int, int]] |
     to be `default_hw`.
     """
     report = SubmissionReport()
-
-    def problem(text: str) -> bool:
-        report.problems.append(text)
-        return len(report.problems) >= max_problems
-
+    problem = _problem_list(report, max_problems)
     path = Path(path)
+    try:
+        header = _read_header_and_count_fields(path, problem)
+        if header is None or tuple(header) != HEADER:
+            problem(_header_problem(header))
+            return report
+        if report.problems:
+            return report
+        df = read_submission(path)
+        names = list(dict.fromkeys(df["image_name"].tolist()))
+        report.rows, report.images = len(df), len(names)
+        _check_sorted(names, problem)
+        if sizes is not None:
+            _check_coverage(names, sizes, problem)
+        _check_row_count(df, names, problem)
+        for name, group in df.groupby("image_name", sort=False):
+            _check_image_rows(name, group, (sizes or {}).get(name, default_hw), problem)
+    except _EnoughProblems:
+        pass
+    return report
+
+
+class _EnoughProblems(Exception):
+    """max_problems are in the report: one raise stops every check, none has to say whether to go on."""
+
+
+def _problem_list(report: SubmissionReport, max_problems: int) -> Callable[[str], None]:
+    """Adds a problem to the report; raises _EnoughProblems once it holds max_problems."""
+    def problem(text: str) -> None:
+        report.problems.append(text)
+        if len(report.problems) >= max_problems:
+            raise _EnoughProblems
+
+    return problem
+
+
+def _read_header_and_count_fields(path: Path, problem: Callable[[str], None]) -> list[str] | None:
+    """The header (None for an empty file); under the expected header, a problem for each row with another
+    number of fields."""
     # pandas' read_csv, which reads the file here and most likely in the scorer, drops a leading UTF-8
     # byte-order mark (Excel writes one), so utf-8-sig accepts the same files.
     try:
@@ -160,63 +194,71 @@ def validate_submission(path: str | Path, sizes: Mapping[str, tuple[int, int]] |
                 for row in reader:
                     blank = not row or (len(row) == 1 and not row[0].strip())  # pandas skips these too
                     if not blank and len(row) != len(HEADER):
-                        if problem(f"line {reader.line_num}: {len(row)} fields, expected {len(HEADER)} "
-                                   f"({','.join(HEADER)})"):
-                            break
+                        problem(f"line {reader.line_num}: {len(row)} fields, expected {len(HEADER)} "
+                                f"({','.join(HEADER)})")
     except OSError as exc:
         raise _unreadable(path, exc) from None
     except (UnicodeDecodeError, csv.Error) as exc:
         raise DataError(path, f"not a text CSV file ({type(exc).__name__})") from None
-    if header is None or tuple(header) != HEADER:
-        shown = ",".join(header) if header else "(empty file)"
-        shown = shown if shown.isascii() and shown.isprintable() else ascii(shown)  # make invisible characters seen
-        problem(f"header is {shown}, expected {','.join(HEADER)}")
-        return report
-    if report.problems:
-        return report
-    df = read_submission(path)
-    report.rows = len(df)
-    names = df["image_name"].tolist()
-    unique = list(dict.fromkeys(names))
-    report.images = len(unique)
-    if unique != sorted(unique):
-        if problem("images are not in sorted order"):
-            return report
-    if sizes is not None:
-        missing = sorted(set(sizes) - set(unique))
-        extra = sorted(set(unique) - set(sizes))
-        if missing and problem(f"{len(missing)} images have no rows, e.g. {missing[0]}"):
-            return report
-        if extra and problem(f"{len(extra)} rows name images not in the image folder, e.g. {extra[0]}"):
-            return report
-    if len(df) != NUM_CLASSES * len(unique):
-        counts = df.groupby("image_name", sort=False).size()
-        name = next(n for n, k in counts.items() if k != NUM_CLASSES)
-        lacking = [c for c in CLASSES if c not in set(df.loc[df["image_name"] == name, "class"])]
-        detail = f"{name} has {counts[name]}" + (f", no {lacking[0]} row" if lacking else "")
-        if problem(f"{len(df)} rows for {len(unique)} images, expected {NUM_CLASSES * len(unique)} ({detail})"):
-            return report
+    return header
 
-    expected_classes = list(CLASSES)
-    line = 2  # the first data row is line 2 of the file
-    for name, group in df.groupby("image_name", sort=False):
-        rows = group.index.to_numpy()
-        if rows[-1] - rows[0] + 1 != len(rows):
-            if problem(f"line {line + rows[0]}: rows of {name} are not contiguous"):
-                return report
-        classes = group["class"].tolist()
-        if classes != expected_classes:
-            bad = next((i for i, (a, b) in enumerate(zip(classes, expected_classes)) if a != b), min(len(classes), NUM_CLASSES))
-            got = classes[bad] if bad < len(classes) else "(none)"
-            want = expected_classes[bad] if bad < NUM_CLASSES else "(no more rows)"
-            if problem(f"line {line + rows[0] + bad}: {name} row {bad + 1} is class {got!r}, expected {want!r}"):
-                return report
-        hw = sizes.get(name, default_hw) if sizes is not None else default_hw
-        for idx, code in zip(rows, group["rle"].tolist()):
-            try:
-                why = rle.check_runs(rle.parse(code), hw[0] * hw[1])
-            except ValueError as exc:
-                why = str(exc)
-            if why and problem(f"line {line + idx}: {name} {df.at[idx, 'class']}: {why}"):
-                return report
-    return report
+
+def _header_problem(header: list[str] | None) -> str:
+    shown = ",".join(header) if header else "(empty file)"
+    shown = shown if shown.isascii() and shown.isprintable() else ascii(shown)  # make invisible characters seen
+    return f"header is {shown}, expected {','.join(HEADER)}"
+
+
+def _check_sorted(names: list[str], problem: Callable[[str], None]) -> None:
+    if names != sorted(names):
+        problem("images are not in sorted order")
+
+
+def _check_coverage(names: list[str], sizes: Mapping[str, tuple[int, int]], problem: Callable[[str], None]) -> None:
+    """Every test image has rows, and every row names a test image."""
+    missing = sorted(set(sizes) - set(names))
+    extra = sorted(set(names) - set(sizes))
+    if missing:
+        problem(f"{len(missing)} images have no rows, e.g. {missing[0]}")
+    if extra:
+        problem(f"{len(extra)} rows name images not in the image folder, e.g. {extra[0]}")
+
+
+def _check_row_count(df: pd.DataFrame, names: list[str], problem: Callable[[str], None]) -> None:
+    """One row per class for every image; the first image that has another count is named."""
+    if len(df) == NUM_CLASSES * len(names):
+        return
+    counts = df.groupby("image_name", sort=False).size()
+    name = next(n for n, k in counts.items() if k != NUM_CLASSES)
+    lacking = [c for c in CLASSES if c not in set(df.loc[df["image_name"] == name, "class"])]
+    detail = f"{name} has {counts[name]}" + (f", no {lacking[0]} row" if lacking else "")
+    problem(f"{len(df)} rows for {len(names)} images, expected {NUM_CLASSES * len(names)} ({detail})")
+
+
+FIRST_ROW_LINE = 2  # the file's line of data row 0: the header is line 1
+
+
+def _check_image_rows(name: str, group: pd.DataFrame, hw: tuple[int, int], problem: Callable[[str], None]) -> None:
+    """One image's rows: together, in class order, each RLE within an image of hw."""
+    rows = group.index.to_numpy()
+    if rows[-1] - rows[0] + 1 != len(rows):
+        problem(f"line {FIRST_ROW_LINE + rows[0]}: rows of {name} are not contiguous")
+    _check_class_order(name, group["class"].tolist(), FIRST_ROW_LINE + rows[0], problem)
+    for idx, cls, code in zip(rows, group["class"].tolist(), group["rle"].tolist()):
+        try:
+            why = rle.check_runs(rle.parse(code), hw[0] * hw[1])
+        except ValueError as exc:
+            why = str(exc)
+        if why:
+            problem(f"line {FIRST_ROW_LINE + idx}: {name} {cls}: {why}")
+
+
+def _check_class_order(name: str, classes: list[str], first_line: int, problem: Callable[[str], None]) -> None:
+    """The classes in CLASSES order; the first row that differs is named."""
+    expected = list(CLASSES)
+    if classes == expected:
+        return
+    bad = next((i for i, (a, b) in enumerate(zip(classes, expected)) if a != b), min(len(classes), NUM_CLASSES))
+    got = classes[bad] if bad < len(classes) else "(none)"
+    want = expected[bad] if bad < NUM_CLASSES else "(no more rows)"
+    problem(f"line {first_line + bad}: {name} row {bad + 1} is class {got!r}, expected {want!r}")

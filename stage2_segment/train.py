@@ -38,6 +38,7 @@ from .progress import EpochBar
 from .results import Results, TensorBoardScalars
 
 ONECYCLE_DIV = 25.0  # OneCycle starts at lr / 25 (PyTorch's default div_factor)
+BEST_FILE, LAST_FILE = "best.pt", "last.pt"  # in the run folder
 
 
 @dataclass
@@ -179,20 +180,93 @@ def train_stage2(data: str | Path, cfg: Stage2Config, log: Callable[[str], None]
         distributed.teardown(dist)
 
 
+@dataclass
+class _Training:
+    """What the steps of one training call share: built by _setup_train, carried through every epoch."""
+    cfg: Stage2Config
+    split: object
+    dist: distributed.Dist
+    device: torch.device
+    log: Callable[[str], None]
+    meta: dict
+    net: torch.nn.Module
+    model: torch.nn.Module  # net, or net wrapped for DistributedDataParallel under torchrun
+    store: object
+    loader: torch.utils.data.DataLoader
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    scaler: torch.amp.GradScaler
+    amp: bool
+    results: Results
+    scalars: TensorBoardScalars
+    start: int  # the first epoch this call runs
+    best: float
+    history: list[dict] = field(default_factory=list)
+
+    @property
+    def scored(self) -> list[int]:
+        return score_classes(class_indices(self.cfg.train_classes))
+
+    @property
+    def best_path(self) -> Path:
+        return self.cfg.run_dir / BEST_FILE
+
+    @property
+    def last_path(self) -> Path:
+        return self.cfg.run_dir / LAST_FILE
+
+
 def _train(data, cfg: Stage2Config, split, dist: distributed.Dist, device: torch.device, log) -> Stage2Run:
-    run_dir = cfg.run_dir
-    best_path, last_path = run_dir / "best.pt", run_dir / "last.pt"
+    state = _setup_train(data, cfg, split, dist, device, log)
+    _do_train(state)
+    return _finish(state)
+
+
+def _setup_train(data, cfg: Stage2Config, split, dist: distributed.Dist, device: torch.device, log) -> _Training:
+    """Everything before the first epoch, in an order that fails before anything is written."""
+    last_path = cfg.run_dir / LAST_FILE
     torch.manual_seed(cfg.seed + dist.rank)
     meta = {**checkpoint_meta(cfg), "split": split_digest(split)}
-    resumed = None
-    if cfg.resume and last_path.is_file():  # checked before anything is written: a mismatch changes nothing
-        resumed = load_checkpoint(last_path, need_resume=True)
-        check_same(resumed, meta, last_path)
-    check_output(run_dir / "config.yaml")  # an unwritable out fails now, not after the crop cache is built
-    net = build_unet(cfg.encoder, len(cfg.train_classes), cfg.decoder_channels, cfg.encoder_weights).to(device)
-    if cfg.channels_last:
-        net = net.to(memory_format=torch.channels_last)
+    resumed = _checkpoint_to_resume(cfg, meta, last_path)
+    check_output(cfg.run_dir / "config.yaml")  # an unwritable out fails now, not after the crop cache is built
+    net = _build_net(cfg, device)
+    store = _load_images(data, cfg, split, dist, meta, log)
+    # fused: one kernel for all parameters on the GPU, and no host sync per step for the scaler's inf check
+    optimizer = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                  fused=device.type == "cuda")
+    loader = _loader(TrainCrops(split.train, store, cfg), cfg, dist, device)
+    scheduler = _scheduler(optimizer, cfg, len(loader))
+    amp = cfg.amp and device.type == "cuda"  # mixed precision only pays on GPUs
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # every crop has the input size: pick the fastest kernels once
+    scaler = torch.amp.GradScaler("cuda", enabled=amp)
+    start, best = 1, -1.0
+    if resumed is not None:
+        start, best = _resume(resumed, net, optimizer, scheduler, scaler, last_path, log)
+    results = Results(cfg.run_dir, cfg.train_classes)
+    if dist.main:
+        results.start(after_epoch=start - 1)  # a new run's table starts empty; a resumed one's continues
+    scalars = TensorBoardScalars(cfg.run_dir, enabled=dist.main)
+    return _Training(cfg, split, dist, device, log, meta, net, _parallel(net, dist, device), store, loader, optimizer,
+                     scheduler, scaler, amp, results, scalars, start, best)
 
+
+def _checkpoint_to_resume(cfg: Stage2Config, meta: dict, last_path: Path) -> dict | None:
+    """last.pt when this run resumes one, checked against this run's settings and split."""
+    if not (cfg.resume and last_path.is_file()):
+        return None
+    resumed = load_checkpoint(last_path, need_resume=True)
+    check_same(resumed, meta, last_path)  # checked before anything is written: a mismatch changes nothing
+    return resumed
+
+
+def _build_net(cfg: Stage2Config, device: torch.device) -> torch.nn.Module:
+    net = build_unet(cfg.encoder, len(cfg.train_classes), cfg.decoder_channels, cfg.encoder_weights).to(device)
+    return net.to(memory_format=torch.channels_last) if cfg.channels_last else net
+
+
+def _load_images(data, cfg: Stage2Config, split, dist: distributed.Dist, meta: dict, log):
+    """The crop store with every image of this process's share loaded (and cached), then the run folder."""
     cache_dir = (Path(cfg.cache_dir) if cfg.cache_dir else offline.CACHE_DIR / "stage2") if cfg.cache else None
     store = store_of(cfg, cache_dir)
     t0 = time.perf_counter()
@@ -202,96 +276,122 @@ def _train(data, cfg: Stage2Config, split, dist: distributed.Dist, device: torch
     distributed.barrier(dist)
     # the run folder is written once the network and every image have loaded: a failed start leaves nothing
     if dist.main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_text(run_dir / "config.yaml", yaml.safe_dump({"data": str(data), **meta["config"]}, sort_keys=False))
-        write_folds(split, run_dir, cfg.seed)
-        if not cfg.resume:
-            for stale in (best_path, last_path):
-                stale.unlink(missing_ok=True)
+        _write_run_folder(data, cfg, split, meta)
     if cache_dir is not None:
         log(f"crop cache {cache_dir}: ready in {time.perf_counter() - t0:.1f} s "
             f"({len(split.train)} train / {len(split.val)} val images)")
+    return store
 
-    # fused: one kernel for all parameters on the GPU, and no host sync per step for the scaler's inf check
-    optimizer = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
-                                  fused=device.type == "cuda")
-    dataset = TrainCrops(split.train, store, cfg)
-    loader = _loader(dataset, cfg, dist, device)
-    total = cfg.epochs * len(loader)
-    warmup = max(1, round(cfg.warmup_epochs * len(loader)))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
+
+def _write_run_folder(data, cfg: Stage2Config, split, meta: dict) -> None:
+    """The settings and the split; a new run also drops the old run's checkpoints."""
+    run_dir = cfg.run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_text(run_dir / "config.yaml", yaml.safe_dump({"data": str(data), **meta["config"]}, sort_keys=False))
+    write_folds(split, run_dir, cfg.seed)
+    if not cfg.resume:
+        for stale in (run_dir / BEST_FILE, run_dir / LAST_FILE):
+            stale.unlink(missing_ok=True)
+
+
+def _scheduler(optimizer, cfg: Stage2Config, steps_per_epoch: int) -> torch.optim.lr_scheduler.LambdaLR:
+    total = cfg.epochs * steps_per_epoch
+    warmup = max(1, round(cfg.warmup_epochs * steps_per_epoch))
+    return torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_factor(cfg.scheduler, step, total, warmup, cfg.min_lr_ratio))
-    amp = cfg.amp and device.type == "cuda"  # mixed precision only pays on GPUs
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # every crop has the input size: pick the fastest kernels once
-    scaler = torch.amp.GradScaler("cuda", enabled=amp)
 
-    start, best = 1, -1.0
-    if resumed is not None:
-        load_weights(net, resumed, last_path)
-        optimizer.load_state_dict(resumed["optimizer"])
-        scheduler.load_state_dict(resumed["scheduler"])
-        if scaler.is_enabled() and resumed["scaler"]:  # a CPU run saved a disabled (empty) scaler
-            scaler.load_state_dict(resumed["scaler"])
-        start, best = int(resumed["epoch"]) + 1, float(resumed["best_score"])
-        log(f"resuming {last_path} after epoch {resumed['epoch']} (best {best:.4f})")
-        del resumed  # the optimizer state is large
-    results = Results(run_dir, cfg.train_classes)
-    if dist.main:
-        results.start(after_epoch=start - 1)  # a new run's table starts empty; a resumed one's continues
-    scalars = TensorBoardScalars(run_dir, enabled=dist.main)
 
-    model = net
-    if dist.enabled:
-        ids = [device.index] if device.type == "cuda" else None
-        model = torch.nn.parallel.DistributedDataParallel(net, device_ids=ids)
-    scored = score_classes(class_indices(cfg.train_classes))
-    history: list[dict] = []
-    for epoch in range(start, cfg.epochs + 1):
-        if dist.enabled:
-            loader.sampler.set_epoch(epoch)
-        t_epoch = time.perf_counter()
-        with EpochBar(len(loader), f"epoch {epoch}/{cfg.epochs}", dist.world, enabled=dist.main) as bar:
-            loss_sum, seen, wait = _train_epoch(model, loader, optimizer, scheduler, scaler, cfg, device, amp, epoch,
-                                                bar)
-        sums = distributed.all_sum(dist, torch.tensor([loss_sum, seen], dtype=torch.float64))
-        train_s = time.perf_counter() - t_epoch
-        row = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"], "train_loss": float(sums[0] / max(sums[1], 1)),
-               "train_s": round(train_s, 2), "samples_per_s": round(float(sums[1]) / train_s, 2),
-               "data_wait_s": round(wait, 2)}
-        dice = None
-        if epoch % cfg.val_every == 0 or epoch == cfg.epochs:
-            t_val = time.perf_counter()
-            val = validate(net, split.val, store, cfg, device, dist)
-            dice = val.mean(cfg.bent_share)
-            row.update(val_s=round(time.perf_counter() - t_val, 2), val_carpal_dice=float(dice[scored].mean()),
-                       val_mean_dice=float(dice.mean()),
-                       val_carpal_straight=float(val.pose(False)[scored].mean()),
-                       val_carpal_bent=float(val.pose(True)[scored].mean()), val_bent_images=int(val.counts[1]))
-            row.update({f"dice/{c}": float(d) for c, d in zip(cfg.train_classes, dice)})
-        row["epoch_s"] = round(time.perf_counter() - t_epoch, 2)
-        history.append(row)
-        if dist.main:
-            improved = dice is not None and row["val_carpal_dice"] > best
-            best = row["val_carpal_dice"] if improved else best
-            val_dice = dict(zip(cfg.train_classes, dice.tolist())) if dice is not None else {}
-            save_checkpoint(make_checkpoint(net, meta, epoch, best, val_dice, optimizer, scheduler, scaler), last_path)
-            if improved:
-                save_checkpoint(make_checkpoint(net, meta, epoch, best, val_dice), best_path)
-            results.add(row)
-            scalars.add(row)
-            log(f"epoch {epoch}/{cfg.epochs}  loss {row['train_loss']:.4f}  lr {row['lr']:.2e}  "
-                f"{row['samples_per_s']:.1f} samples/s ({row['train_s']:.1f} s, data wait {wait:.1f} s)"
-                + (f"  val carpal Dice {row['val_carpal_dice']:.4f} (best {best:.4f}; straight "
-                   f"{row['val_carpal_straight']:.4f}, bent {row['val_carpal_bent']:.4f}), all {row['val_mean_dice']:.4f}"
-                   if dice is not None else ""))
-        distributed.barrier(dist)
-    tensorboard = scalars.used
-    scalars.close()
-    top = results.best() if dist.main else None
-    run = Stage2Run(run_dir, best_path if best_path.is_file() else last_path, last_path, best, history,
-                    top["epoch"] if top else None, results.path, results.plot)
-    _summary(run, top, tensorboard, log)
+def _resume(resumed: dict, net, optimizer, scheduler, scaler, last_path: Path, log) -> tuple[int, float]:
+    """The saved run's weights and optimizer, scheduler and scaler states; returns (first epoch to run, best)."""
+    load_weights(net, resumed, last_path)
+    optimizer.load_state_dict(resumed["optimizer"])
+    scheduler.load_state_dict(resumed["scheduler"])
+    if scaler.is_enabled() and resumed["scaler"]:  # a CPU run saved a disabled (empty) scaler
+        scaler.load_state_dict(resumed["scaler"])
+    best = float(resumed["best_score"])
+    log(f"resuming {last_path} after epoch {resumed['epoch']} (best {best:.4f})")
+    return int(resumed["epoch"]) + 1, best
+
+
+def _parallel(net: torch.nn.Module, dist: distributed.Dist, device: torch.device) -> torch.nn.Module:
+    if not dist.enabled:
+        return net
+    ids = [device.index] if device.type == "cuda" else None
+    return torch.nn.parallel.DistributedDataParallel(net, device_ids=ids)
+
+
+def _do_train(t: _Training) -> None:
+    """The epochs left: train, validate when due, then (the main process) checkpoint and record."""
+    for epoch in range(t.start, t.cfg.epochs + 1):
+        if t.dist.enabled:
+            t.loader.sampler.set_epoch(epoch)
+        started = time.perf_counter()
+        row, wait = _train_epoch(t, epoch, started)
+        dice = _validate_epoch(t, row) if epoch % t.cfg.val_every == 0 or epoch == t.cfg.epochs else None
+        row["epoch_s"] = round(time.perf_counter() - started, 2)
+        t.history.append(row)
+        if t.dist.main:
+            _save_model(t, epoch, row, dice)
+            _record_epoch(t, row, dice, wait)
+        distributed.barrier(t.dist)
+
+
+def _train_epoch(t: _Training, epoch: int, started: float) -> tuple[dict, float]:
+    """One pass over the training crops: the epoch's row of the results table so far (loss, lr, speed) and the
+    seconds spent waiting for data."""
+    with EpochBar(len(t.loader), f"epoch {epoch}/{t.cfg.epochs}", t.dist.world, enabled=t.dist.main) as bar:
+        loss_sum, seen, wait = _train_steps(t, epoch, bar)
+    sums = distributed.all_sum(t.dist, torch.tensor([loss_sum, seen], dtype=torch.float64))
+    train_s = time.perf_counter() - started
+    row = {"epoch": epoch, "lr": t.optimizer.param_groups[0]["lr"], "train_loss": float(sums[0] / max(sums[1], 1)),
+           "train_s": round(train_s, 2), "samples_per_s": round(float(sums[1]) / train_s, 2),
+           "data_wait_s": round(wait, 2)}
+    return row, wait
+
+
+def _validate_epoch(t: _Training, row: dict) -> np.ndarray:
+    """Validation Dice per trained class, added to the epoch's row."""
+    t_val = time.perf_counter()
+    val = validate(t.net, t.split.val, t.store, t.cfg, t.device, t.dist)
+    dice = val.mean(t.cfg.bent_share)
+    row.update(val_s=round(time.perf_counter() - t_val, 2), val_carpal_dice=float(dice[t.scored].mean()),
+               val_mean_dice=float(dice.mean()),
+               val_carpal_straight=float(val.pose(False)[t.scored].mean()),
+               val_carpal_bent=float(val.pose(True)[t.scored].mean()), val_bent_images=int(val.counts[1]))
+    row.update({f"dice/{c}": float(d) for c, d in zip(t.cfg.train_classes, dice)})
+    return dice
+
+
+def _save_model(t: _Training, epoch: int, row: dict, dice: np.ndarray | None) -> None:
+    """last.pt every epoch (with the states a resume needs); best.pt when the carpal Dice improved."""
+    improved = dice is not None and row["val_carpal_dice"] > t.best
+    t.best = row["val_carpal_dice"] if improved else t.best
+    val_dice = dict(zip(t.cfg.train_classes, dice.tolist())) if dice is not None else {}
+    save_checkpoint(make_checkpoint(t.net, t.meta, epoch, t.best, val_dice, t.optimizer, t.scheduler, t.scaler),
+                    t.last_path)
+    if improved:
+        save_checkpoint(make_checkpoint(t.net, t.meta, epoch, t.best, val_dice), t.best_path)
+
+
+def _record_epoch(t: _Training, row: dict, dice: np.ndarray | None, wait: float) -> None:
+    """The row into results.csv and TensorBoard, and the epoch's log line."""
+    t.results.add(row)
+    t.scalars.add(row)
+    t.log(f"epoch {row['epoch']}/{t.cfg.epochs}  loss {row['train_loss']:.4f}  lr {row['lr']:.2e}  "
+          f"{row['samples_per_s']:.1f} samples/s ({row['train_s']:.1f} s, data wait {wait:.1f} s)"
+          + (f"  val carpal Dice {row['val_carpal_dice']:.4f} (best {t.best:.4f}; straight "
+             f"{row['val_carpal_straight']:.4f}, bent {row['val_carpal_bent']:.4f}), all {row['val_mean_dice']:.4f}"
+             if dice is not None else ""))
+
+
+def _finish(t: _Training) -> Stage2Run:
+    """Where the run's files are, and the summary lines."""
+    tensorboard = t.scalars.used
+    t.scalars.close()
+    top = t.results.best() if t.dist.main else None
+    run = Stage2Run(t.cfg.run_dir, t.best_path if t.best_path.is_file() else t.last_path, t.last_path, t.best,
+                    t.history, top["epoch"] if top else None, t.results.path, t.results.plot)
+    _summary(run, top, tensorboard, t.log)
     return run
 
 
@@ -311,31 +411,31 @@ def _summary(run: Stage2Run, top: dict | None, tensorboard: bool, log) -> None:
         log(f"  {'TensorBoard scalars:':<28}{run.run_dir} (tensorboard --logdir {run.run_dir})")
 
 
-def _train_epoch(model, loader, optimizer, scheduler, scaler, cfg: Stage2Config, device: torch.device,
-                 amp: bool, epoch: int, bar: EpochBar) -> tuple[float, int, float]:
-    """One pass over the training crops: (sum of loss x samples, samples, seconds spent waiting for data)."""
-    model.train()
+def _train_steps(t: _Training, epoch: int, bar: EpochBar) -> tuple[float, int, float]:
+    """The optimizer steps of one epoch: (sum of loss x samples, samples, seconds spent waiting for data)."""
+    cfg, device = t.cfg, t.device
+    t.model.train()
     loss_sum, seen, wait = 0.0, 0, 0.0
-    t = time.perf_counter()
-    for step, (x, y) in enumerate(loader):
-        wait += time.perf_counter() - t
+    start = time.perf_counter()
+    for step, (x, y) in enumerate(t.loader):
+        wait += time.perf_counter() - start
         x = x.to(device, non_blocking=True)
-        y = unpack_labels(y.to(device, non_blocking=True), len(loader.dataset.classes))  # bits -> (B, C, s, s) float
+        y = unpack_labels(y.to(device, non_blocking=True), len(t.loader.dataset.classes))  # bits -> (B, C, s, s) float
         if cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
-            logits = model(x)
+        with torch.autocast(device.type, dtype=torch.float16, enabled=t.amp):
+            logits = t.model(x)
         loss = dice_bce_loss(logits, y, cfg.dice_weight, cfg.bce_weight)
         # under AMP the scaler skips steps with overflowing gradients; in full precision a NaN is a real divergence
-        if not amp and not torch.isfinite(loss):
+        if not t.amp and not torch.isfinite(loss):
             raise CascadeError(f"training diverged: loss {loss.item()} at epoch {epoch} step {step} (lower lr)")
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        scheduler.step()
+        t.optimizer.zero_grad(set_to_none=True)
+        t.scaler.scale(loss).backward()
+        t.scaler.step(t.optimizer)
+        t.scaler.update()
+        t.scheduler.step()
         loss_sum = loss_sum + loss.detach() * len(x)  # stays on the device: no sync per step
         seen += len(x)
         bar.step(len(x), loss_sum, seen)
-        t = time.perf_counter()
+        start = time.perf_counter()
     return float(loss_sum), seen, wait
