@@ -22,8 +22,8 @@ from cascade.evaluate import held_out  # noqa: E402
 from cascade.pipeline import Cascade  # noqa: E402
 from convert.classes import CARPAL_INDICES, CLASSES  # noqa: E402
 from convert.dataset import iter_samples  # noqa: E402
-from convert.masks import class_masks  # noqa: E402
 from convert.dice import dice_per_class  # noqa: E402
+from convert.masks import class_masks  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -18,10 +18,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from plumbing.atomic import atomic_path  # noqa: E402
 from convert.classes import NUM_CLASSES  # noqa: E402
 from convert.masks import class_masks  # noqa: E402
 from convert.wrist_pose import is_bent  # noqa: E402
+from plumbing.atomic import atomic_path  # noqa: E402
 from synthetic_hands import load_synth_config, make_hand, render  # noqa: E402
 
 

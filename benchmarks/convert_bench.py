@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 
 from convert.check import check_dataset
-from synthetic_hands import generate
 from convert.yolo import convert_to_yolo
+from synthetic_hands import generate
 
 
 def main() -> None:

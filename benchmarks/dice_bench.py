@@ -15,8 +15,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from convert.masks import class_masks  # noqa: E402
 from convert.dice import dice_per_class  # noqa: E402
+from convert.masks import class_masks  # noqa: E402
 from synthetic_hands import load_synth_config, make_hand  # noqa: E402
 
 

@@ -20,10 +20,10 @@ from pathlib import Path
 import torch
 
 import plumbing  # noqa: F401  (the offline environment first)
-from synthetic_hands import generate
 from stage2_segment.config import load_stage2_config
 from stage2_segment.data import TrainCrops, scan_labelled, split_items, store_of
 from stage2_segment.train import train_stage2
+from synthetic_hands import generate
 
 ROOT = Path(__file__).resolve().parent.parent
 

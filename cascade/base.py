@@ -9,8 +9,8 @@ import numpy as np
 
 from convert import rle
 from convert.classes import CLASSES, NUM_CLASSES
-from plumbing.errors import DataError
 from convert.submission import read_submission, validate_submission
+from plumbing.errors import DataError
 
 UNBOUNDED_HW = (2**31, 1)  # the format check alone; each mask's bounds are checked at its own image's size
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import click
 
 import plumbing  # noqa: F401  (the offline environment first)
-from plumbing.errors import CascadeError
 from convert.wrist_pose import TEST_BENT_SHARE
+from plumbing.errors import CascadeError
 
 
 def edge_tolerance_option(fn):

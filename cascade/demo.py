@@ -9,15 +9,15 @@ from typing import TYPE_CHECKING, Callable
 
 import torch
 
-from convert.check import check_dataset
 from configs import CONFIG_DIR, load_config
-from plumbing.errors import CascadeError, DataError
+from convert.check import check_dataset
 from convert.folds import FOLDS_FILE
-from convert.wrist_pose import TEST_BENT_SHARE
 from convert.submission import list_images
-from synthetic_hands import MAX_SIZE, MIN_SIZE, SynthConfig, generate, load_synth_config
+from convert.wrist_pose import TEST_BENT_SHARE
 from convert.yolo import convert_to_yolo
+from plumbing.errors import CascadeError, DataError
 from plumbing.values import check_range
+from synthetic_hands import MAX_SIZE, MIN_SIZE, SynthConfig, generate, load_synth_config
 
 if TYPE_CHECKING:
     from stage1_detect.config import Stage1Config

@@ -7,8 +7,8 @@ from typing import Sequence
 
 import numpy as np
 
-from plumbing.errors import CascadeError
 from convert.carpal_region import Region, carpal_region
+from plumbing.errors import CascadeError
 
 
 class Stage1Vote:

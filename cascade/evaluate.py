@@ -13,13 +13,13 @@ import pandas as pd
 
 from convert.classes import CARPAL_INDICES, CLASSES
 from convert.dataset import EDGE_TOLERANCE, Clip, Item, iter_samples, scan
-from plumbing.atomic import check_output
-from plumbing.errors import CascadeError, DataError
+from convert.dice import dice_per_class, region_contains
 from convert.folds import load_folds
 from convert.images import AS_STORED
 from convert.masks import class_masks
-from convert.dice import dice_per_class, region_contains
 from convert.wrist_pose import TEST_BENT_SHARE, is_bent, pose_weights
+from plumbing.atomic import check_output
+from plumbing.errors import CascadeError, DataError
 
 from .paste import PastePlan, largest_component
 

@@ -8,9 +8,9 @@ from typing import Sequence
 
 import numpy as np
 
+from convert.carpal_region import Region
 from convert.classes import NUM_CLASSES
 from convert.images import read_image
-from convert.carpal_region import Region
 from convert.submission import encode_masks, write_submission
 
 

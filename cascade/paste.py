@@ -10,10 +10,10 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from plumbing.atomic import write_text
-from convert.classes import CLASS_INDEX, CLASSES
-from plumbing.errors import DataError
 from convert.carpal_region import Region
+from convert.classes import CLASS_INDEX, CLASSES
+from plumbing.atomic import write_text
+from plumbing.errors import DataError
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,8 @@ from typing import Sequence
 
 import numpy as np
 
-from plumbing.errors import CascadeError
 from convert.carpal_region import Region, RegionConfig, carpal_region
+from plumbing.errors import CascadeError
 
 from .base import BaseSubmission
 from .paste import PastePlan, paste

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from plumbing.atomic import atomic_path, write_text
 from convert.classes import CLASSES
 from convert.wrist_pose import BENT_DEGREES, TEST_BENT_SHARE
+from plumbing.atomic import atomic_path, write_text
 
 from .evaluate import Scores, markdown_table
 from .paste import PastePlan

@@ -7,11 +7,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from plumbing.atomic import atomic_path, check_output
-from convert.classes import NUM_CLASSES
-from plumbing.errors import DataError
-from convert.images import to_gray_uint8
 from convert.carpal_region import Region
+from convert.classes import NUM_CLASSES
+from convert.images import to_gray_uint8
+from plumbing.atomic import atomic_path, check_output
+from plumbing.errors import DataError
 
 # one hue per class, spread around the colour wheel so neighbouring bones differ
 PALETTE = cv2.applyColorMap(np.uint8(np.arange(NUM_CLASSES) * 255 // (NUM_CLASSES - 1))[:, None],

@@ -11,8 +11,8 @@ from typing import Callable
 
 from .classes import CLASSES
 from .dataset import EDGE_TOLERANCE, Clip, clip_summary, scan, try_load_sample
-from plumbing.parallel import bounded_map
 from plumbing.errors import Problem
+from plumbing.parallel import bounded_map
 from .images import AS_STORED, orientation_summary
 
 

@@ -25,8 +25,8 @@ import yaml
 from plumbing.atomic import replace_dir, write_text
 from .classes import CLASSES
 from .dataset import EDGE_TOLERANCE, Clip, Item, Sample, scan, try_load_sample
-from plumbing.parallel import bounded_map
 from plumbing.errors import DataError, Problem
+from plumbing.parallel import bounded_map
 from .folds import FOLDS_FILE, make_folds, save_folds
 from .images import AS_STORED, to_gray_uint8
 

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from configs import CONFIG_DIR, load_config, parse_overrides
-from plumbing.errors import CascadeError, DataError
 from convert.carpal_region import RegionConfig
+from plumbing.errors import CascadeError, DataError
 from plumbing.values import check_range
 
 OWN_KEYS = ("model", "conf", "region")

@@ -10,11 +10,11 @@ import cv2
 import numpy as np
 import torch
 
-from convert.classes import NUM_CLASSES
 from configs import build
-from plumbing.errors import CascadeError
-from convert.images import to_gray_uint8
 from convert.carpal_region import Region, RegionConfig, carpal_region
+from convert.classes import NUM_CLASSES
+from convert.images import to_gray_uint8
+from plumbing.errors import CascadeError
 
 from .box_masks import BoxMasks
 from .threads import threads_kept

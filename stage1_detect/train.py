@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from plumbing import offline
-from convert.classes import CLASSES
-from plumbing.errors import DataError
-from convert.masks import class_masks
 from convert.carpal_region import fit_region_prior
+from convert.classes import CLASSES
 from convert.images import IMAGE_SUFFIXES
+from convert.masks import class_masks
+from plumbing import offline
+from plumbing.errors import DataError
 
 from .config import Stage1Config, resolve_model
 from .threads import all_threads_while_training, threads_kept

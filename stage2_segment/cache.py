@@ -19,15 +19,15 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from plumbing.atomic import atomic_path
+from convert.carpal_region import RegionConfig, carpal_region
 from convert.classes import NUM_CLASSES
 from convert.dataset import EDGE_TOLERANCE, Clip, Item, Sample, iter_samples, try_load_sample
-from plumbing.parallel import bounded_map
-from plumbing.errors import DataError
 from convert.images import to_gray_uint8
 from convert.masks import class_masks
 from convert.wrist_pose import is_bent
-from convert.carpal_region import RegionConfig, carpal_region
+from plumbing.atomic import atomic_path
+from plumbing.errors import DataError
+from plumbing.parallel import bounded_map
 
 from .geometry import Box, clip_box, crop_padded, scale_box
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import torch
 
-from plumbing.atomic import atomic_path
 from convert.classes import CLASSES
+from plumbing.atomic import atomic_path
 from plumbing.errors import CascadeError
 from plumbing.values import shorten
 

@@ -6,11 +6,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from convert.classes import CARPALS, CLASSES
 from configs import CONFIG_DIR, load_config
+from convert.carpal_region import RegionConfig
+from convert.classes import CARPALS, CLASSES
 from convert.dataset import EDGE_TOLERANCE, MAX_EDGE_TOLERANCE
 from convert.wrist_pose import TEST_BENT_SHARE
-from convert.carpal_region import RegionConfig
 from plumbing.values import check_fields, check_pair, check_range
 
 SCHEDULERS = ("cosine", "onecycle")

@@ -19,8 +19,8 @@ import torch
 
 from convert.classes import CLASS_INDEX
 from convert.dataset import Item, Scan, scan
-from plumbing.errors import DataError
 from convert.folds import FOLDS_FILE, load_folds, make_folds, save_folds
+from plumbing.errors import DataError
 
 from .cache import Entry, EntryStore
 from .config import Stage2Config

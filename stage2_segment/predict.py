@@ -8,11 +8,11 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from convert.classes import CLASS_INDEX
 from configs import build
-from plumbing.errors import CascadeError
-from convert.images import to_gray_uint8
 from convert.carpal_region import Region, RegionConfig
+from convert.classes import CLASS_INDEX
+from convert.images import to_gray_uint8
+from plumbing.errors import CascadeError
 
 from .checkpoint import load_checkpoint, load_weights
 from .distributed import pick_device

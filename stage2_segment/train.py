@@ -18,14 +18,14 @@ import numpy as np
 import torch
 import yaml
 
-from plumbing import offline
-from plumbing.atomic import check_output, write_text
 from convert.classes import CARPAL_INDICES
 from convert.dataset import clip_summary
-from plumbing.parallel import bounded_map
-from plumbing.errors import CascadeError
 from convert.dice import dice_per_class
 from convert.wrist_pose import mix_poses
+from plumbing import offline
+from plumbing.atomic import check_output, write_text
+from plumbing.errors import CascadeError
+from plumbing.parallel import bounded_map
 
 from . import distributed
 from .checkpoint import check_same, load_checkpoint, load_weights, make_checkpoint, plain, save_checkpoint

@@ -12,10 +12,10 @@ from cascade.base import BaseSubmission
 from cascade.cli import main
 from cascade.evaluate import held_out
 from cascade.pipeline import Cascade
+from convert.carpal_region import carpal_region
 from convert.classes import CARPAL_INDICES, CARPALS, CLASSES
 from convert.dataset import iter_samples, scan
 from convert.masks import class_masks
-from convert.carpal_region import carpal_region
 from convert.submission import encode_masks, read_submission, write_submission
 
 

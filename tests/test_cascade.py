@@ -11,10 +11,10 @@ from cascade.cli import main
 from cascade.evaluate import THRESHOLDS, Scores, threshold_curve, tune_thresholds
 from cascade.paste import PastePlan, largest_component, paste
 from cascade.pipeline import Cascade
+from convert.carpal_region import Region
 from convert.classes import CARPAL_INDICES, CLASSES
 from convert.dataset import load_sample, scan
 from convert.dice import dice_per_class
-from convert.carpal_region import Region
 
 
 def run(*args):

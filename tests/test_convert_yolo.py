@@ -9,10 +9,10 @@ import yaml
 
 from convert.classes import CLASSES
 from convert.dataset import load_sample, scan
-from plumbing.errors import DataError
 from convert.folds import load_folds
 from convert.masks import polygon_mask
 from convert.yolo import convert_to_yolo
+from plumbing.errors import DataError
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,8 @@ from click.testing import CliRunner
 from cascade.cli import main
 from convert.check import check_dataset
 from convert.dataset import load_sample, parse_annotation, scan
-from plumbing.errors import DataError
 from convert.images import read_gray, read_image, to_gray_uint8
+from plumbing.errors import DataError
 
 
 def _first(root):

@@ -11,9 +11,9 @@ from click.testing import CliRunner
 
 from cascade.cli import main
 from cascade.ensemble import Stage1Vote, Stage2Mean
+from convert.carpal_region import RegionConfig, carpal_region
 from convert.classes import NUM_CLASSES
 from plumbing.errors import CascadeError
-from convert.carpal_region import RegionConfig, carpal_region
 from stage1_detect.predict import Stage1Output
 
 

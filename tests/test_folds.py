@@ -1,7 +1,7 @@
 import pytest
 
-from plumbing.errors import DataError
 from convert.folds import load_folds, make_folds, save_folds
+from plumbing.errors import DataError
 
 
 def test_every_patient_in_exactly_one_fold_and_folds_balanced():

@@ -23,12 +23,12 @@ from pathlib import Path
 import importlib
 for package in sys.argv[2:]:
     importlib.import_module(package)
-import convert
-from configs import CONFIG_DIR
-from synthetic_hands import load_synth_config
 from cascade.demo import load_demo_config
+from configs import CONFIG_DIR
+import convert
 from stage1_detect.config import load_stage1_config
 from stage2_segment.config import load_stage2_config
+from synthetic_hands import load_synth_config
 site = Path(sys.argv[1]).resolve()
 assert site in Path(convert.__file__).resolve().parents, convert.__file__  # the installed copy, not the checkout
 assert site in CONFIG_DIR.parents, CONFIG_DIR

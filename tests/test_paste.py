@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 from cascade.paste import PastePlan, paste
-from plumbing.errors import DataError
 from convert.carpal_region import Region
+from plumbing.errors import DataError
 
 
 def _setup(box, hw=(50, 70)):

@@ -1,7 +1,7 @@
 import numpy as np
 
-from convert.classes import CLASS_INDEX, NUM_CLASSES
 from convert.carpal_region import RegionConfig, carpal_region, fit_region_prior
+from convert.classes import CLASS_INDEX, NUM_CLASSES
 
 H = W = 400
 

@@ -12,9 +12,9 @@ from click.testing import CliRunner
 from cascade.cli import main
 from configs import CONFIG_DIR
 from convert.dataset import scan
-from plumbing.errors import CascadeError, DataError
 from convert.images import read_image
 from convert.yolo import convert_to_yolo
+from plumbing.errors import CascadeError, DataError
 from stage1_detect.config import load_stage1_config, resolve_model
 from stage1_detect.predict import Stage1Model
 from stage1_detect.train import _amp_check_without_download, check_yolo_data

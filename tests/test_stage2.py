@@ -14,12 +14,12 @@ import torch
 from click.testing import CliRunner
 
 from cascade.cli import main
+from convert.carpal_region import Region, carpal_region
 from convert.classes import CARPAL_INDICES, CARPALS, CLASS_INDEX, CLASSES
 from convert.dataset import load_sample, scan
-from plumbing.errors import CascadeError
 from convert.masks import class_masks
 from convert.wrist_pose import is_bent
-from convert.carpal_region import Region, carpal_region
+from plumbing.errors import CascadeError
 from stage2_segment.cache import EntryStore, make_entry
 from stage2_segment.checkpoint import load_checkpoint
 from stage2_segment.config import load_stage2_config

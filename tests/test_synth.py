@@ -11,9 +11,9 @@ import pytest
 
 from convert.classes import CLASS_INDEX, CLASSES, NUM_CLASSES
 from convert.dataset import LABEL_DIR, load_sample, scan
-from plumbing.errors import CascadeError, DataError
 from convert.masks import class_masks
 from convert.wrist_pose import is_bent
+from plumbing.errors import CascadeError, DataError
 from synthetic_hands import SynthConfig, generate, load_synth_config, make_hand, render
 
 UPRIGHT = {"pose.rotation_deg": 0, "pose.bent_wrist_prob": 0.0, "pose.shift_frac": 0.0}
