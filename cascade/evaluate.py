@@ -200,50 +200,20 @@ def evaluate_folds(data: str | Path, folds_file: str | Path,
     With `base` (any full-hand model's submission holding at least the folds' images) the base takes stage 1's
     place: methods `base` and `cascade` (stage 2 over the base), the plan chosen against the base, and a run's
     stage1 (None allowed) only finds the carpal region."""
-    from .base import BaseSubmission
-    from .pipeline import Cascade, paths_of
+    from .pipeline import Cascade
 
     reference = "stage1" if base is None else "base"
-
     folds = [fold for fold, _, _ in runs]
-    if not runs or len(set(folds)) != len(folds):
-        raise CascadeError(f"each fold is evaluated once: got folds {folds}")
-    if len({s2 is None for _, _, s2 in runs}) > 1:
-        raise CascadeError("give a stage 2 checkpoint for every fold or for none")
-    for _, stage1, stage2 in runs:  # every fold's files before the first fold's long scoring
-        if stage1 is None and base is None:
-            raise CascadeError("give stage 1 weights for every fold, or a base submission")
-        for path in paths_of(stage1 or []) + (paths_of(stage2) if stage2 is not None else []):
-            if not Path(path).is_file():
-                raise DataError(path, "model file not found")
+    _check_runs(runs, folds, base)
     items = {fold: held_out(data, folds_file, fold) for fold in folds}
-    full_hand = None
-    if base is not None:
-        full_hand = BaseSubmission(base)
-        for fold in folds:
-            full_hand.check_names([i.name for i in items[fold]], f"fold {fold} of {folds_file}")
+    full_hand = _checked_base(base, items, folds_file)
     total, done, scores, candidates = sum(len(v) for v in items.values()), 0, Scores(), None
     for fold, stage1, stage2 in runs:
         model = Cascade(stage1, stage2, device=device, tta_hflip=tta_hflip, conf=conf, base=full_hand)
-        if model.stage2 is not None:
-            if candidates is not None and model.plan.classes != candidates.classes:
-                names = ", ".join(map(str, paths_of(stage2)))
-                raise CascadeError(f"{names}: pastes other classes than the first fold's checkpoint")
-            candidates = candidates or model.plan
+        candidates = _candidates(model, candidates, stage2)
         for start in range(0, len(items[fold]), batch):
             samples = list(iter_samples(items[fold][start:start + batch], edge_tolerance=edge_tolerance))
-            outs = model.run([s.image for s in samples], [s.item.name for s in samples])
-            for sample, out in zip(samples, outs):
-                truth = class_masks(sample.polygons, sample.hw)
-                predictions = {reference: out.full_masks}
-                if model.stage2 is not None:
-                    predictions["cascade"] = model.final_masks(out, copy=True)
-                    channel = {c: j for j, c in enumerate(out.prob_classes)}
-                    for c in model.plan.classes:
-                        scores.curves.setdefault(c, []).append(
-                            settings_curve(out.full_masks[c], out.probs[channel[c]], truth[c], out.region))
-                scores.add(sample.item.name, truth, predictions, out.region, patient=sample.item.patient)
-                scores.note(sample)
+            _score_batch(model, samples, scores, reference)
             done += len(samples)
             if progress:
                 progress(done, total)
@@ -251,6 +221,62 @@ def evaluate_folds(data: str | Path, folds_file: str | Path,
     if candidates is None:
         return scores, None
     return scores, choose_plan(scores, candidates, bent_share, reference)
+
+
+def _check_runs(runs, folds: list[int], base) -> None:
+    """Every fold's files before the first fold's long scoring."""
+    from .pipeline import paths_of
+
+    if not runs or len(set(folds)) != len(folds):
+        raise CascadeError(f"each fold is evaluated once: got folds {folds}")
+    if len({s2 is None for _, _, s2 in runs}) > 1:
+        raise CascadeError("give a stage 2 checkpoint for every fold or for none")
+    for _, stage1, stage2 in runs:
+        if stage1 is None and base is None:
+            raise CascadeError("give stage 1 weights for every fold, or a base submission")
+        for path in paths_of(stage1 or []) + (paths_of(stage2) if stage2 is not None else []):
+            if not Path(path).is_file():
+                raise DataError(path, "model file not found")
+
+
+def _checked_base(base, items: dict, folds_file):
+    """The base submission, checked to hold every held-out image; None without one."""
+    from .base import BaseSubmission
+
+    if base is None:
+        return None
+    full_hand = BaseSubmission(base)
+    for fold, fold_items in items.items():
+        full_hand.check_names([i.name for i in fold_items], f"fold {fold} of {folds_file}")
+    return full_hand
+
+
+def _candidates(model, candidates: PastePlan | None, stage2) -> PastePlan | None:
+    """The classes stage 2 may paste: the first fold's checkpoint's, which every later fold's must match."""
+    from .pipeline import paths_of
+
+    if model.stage2 is None:
+        return candidates
+    if candidates is not None and model.plan.classes != candidates.classes:
+        names = ", ".join(map(str, paths_of(stage2)))
+        raise CascadeError(f"{names}: pastes other classes than the first fold's checkpoint")
+    return candidates or model.plan
+
+
+def _score_batch(model, samples: list, scores: Scores, reference: str) -> None:
+    """The reference method and the cascade scored on one batch, with each pasted class's settings curve."""
+    outs = model.run([s.image for s in samples], [s.item.name for s in samples])
+    for sample, out in zip(samples, outs):
+        truth = class_masks(sample.polygons, sample.hw)
+        predictions = {reference: out.full_masks}
+        if model.stage2 is not None:
+            predictions["cascade"] = model.final_masks(out, copy=True)
+            channel = {c: j for j, c in enumerate(out.prob_classes)}
+            for c in model.plan.classes:
+                scores.curves.setdefault(c, []).append(
+                    settings_curve(out.full_masks[c], out.probs[channel[c]], truth[c], out.region))
+        scores.add(sample.item.name, truth, predictions, out.region, patient=sample.item.patient)
+        scores.note(sample)
 
 
 def choose_plan(scores: Scores, candidates: PastePlan, bent_share: float | None = TEST_BENT_SHARE,

@@ -62,92 +62,138 @@ def predict_folder(images: str | Path, out: str | Path, stage1: str | Path | Seq
     paste keeps the base's row byte for byte; the region is stage 1's if `stage1` is given, else found on the
     base's masks. The CSV is written atomically at the end, so an error never leaves half a submission.
     `shard=(i, n)` takes every n-th image from the i-th on, for n machines; `merge_submissions` joins the parts."""
-    inputs = [*paths_of(stage1 or []), *paths_of(stage2 or []), paste_file, base]
-    check_output(out, inputs, suffix=".csv")
+    check_output(out, [*paths_of(stage1 or []), *paths_of(stage2 or []), paste_file, base], suffix=".csv")
+    paths = _shard_images(images, shard)
+    plan = PastePlan.load(paste_file) if paste_file else None
+    full_hand, stored = _checked_base(base, paths, images, skip_bad)
+    model = Cascade(stage1, stage2, device=device, plan=plan, tta_hflip=tta_hflip, base=full_hand)
+    p = _Predicting(model, full_hand, stored, skip_bad, batch, PredictSummary(Path(out)))
+    start = time.perf_counter()
+    _do_predict(p, paths, workers, progress)
+    _write_checked(p, out, images, len(paths))
+    p.summary.seconds = time.perf_counter() - start
+    return p.summary
+
+
+_SKIP_BAD_HINT = " (or pass --skip-bad to leave it out)"
+
+
+@dataclass
+class _Predicting:
+    """What the steps of one predict_folder call share: the model, and the rows and summary built so far."""
+    model: Cascade
+    full_hand: BaseSubmission | None
+    stored: dict[str, tuple[int, int]]  # image name -> (H, W) from its header; only with a base
+    skip_bad: bool
+    batch: int
+    summary: PredictSummary
+    encoded: dict[str, list[str]] = field(default_factory=dict)
+    pending: list = field(default_factory=list)  # (path, image) decoded, waiting for a full batch
+    # the previous batch's paste + encode, running on threads beside the next batch
+    finishing: list = field(default_factory=list)
+
+
+def _shard_images(images: str | Path, shard: tuple[int, int]) -> list[Path]:
     index, count = shard
     if not 0 <= index < count:
         raise DataError("--shard", f"shard {index}/{count}: expected 0 <= i < n")
     paths = list_images(images)[index::count]
     if not paths:
         raise DataError(images, f"shard {index}/{count} has no images")
-    plan = PastePlan.load(paste_file) if paste_file else None
-    full_hand, stored = None, {}
-    if base is not None:  # checked against the images before any model is loaded
-        full_hand = BaseSubmission(base)
-        full_hand.check_names([p.name for p in paths], str(images))
-        for p in paths:
-            try:
-                stored[p.name] = read_hw(p)
-            except DataError as exc:
-                if not skip_bad:
-                    raise DataError(exc.path, exc.reason + " (or pass --skip-bad to leave it out)") from None
-        full_hand.check(stored)
-    model = Cascade(stage1, stage2, device=device, plan=plan, tta_hflip=tta_hflip, base=full_hand)
+    return paths
 
-    def encode(result, name: str) -> list[str]:
-        masks = model.final_masks(result)
-        if full_hand is None:
-            return encode_masks(masks)
-        rows = full_hand.rows(name)  # the base's own text for every class not pasted
-        for c in model.plan.classes if result.probs is not None else ():
-            rows[c] = rle.encode(masks[c])
-        return rows
 
-    summary = PredictSummary(Path(out))
-    encoded: dict[str, list[str]] = {}
-    start = time.perf_counter()
-    pending: list = []
-    finishing: list = []  # the previous batch's paste + encode, running on threads beside the next batch
+def _checked_base(base: str | Path | None, paths: list[Path], images: str | Path,
+                  skip_bad: bool) -> tuple[BaseSubmission | None, dict[str, tuple[int, int]]]:
+    """The base submission and each image's size from its header, checked before any model is loaded."""
+    if base is None:
+        return None, {}
+    full_hand, stored = BaseSubmission(base), {}
+    full_hand.check_names([p.name for p in paths], str(images))
+    for p in paths:
+        try:
+            stored[p.name] = read_hw(p)
+        except DataError as exc:
+            if not skip_bad:
+                raise DataError(exc.path, exc.reason + _SKIP_BAD_HINT) from None
+    full_hand.check(stored)
+    return full_hand, stored
+
+
+def _do_predict(p: _Predicting, paths: list[Path], workers: int,
+                progress: Callable[[int, int], None] | None) -> None:
+    """Every image through the model in batches; images are decoded on worker threads while the model runs."""
     finisher = ThreadPoolExecutor(max(1, workers))
-
-    def collect() -> None:
-        for name, future in finishing:
-            encoded[name] = future.result()
-        finishing.clear()
-
-    def flush() -> None:
-        outputs = model.run([im for _, im in pending], [path.name for path, _ in pending])
-        collect()  # at most two batches of masks alive at once
-        for (path, image), result in zip(pending, outputs):
-            finishing.append((path.name, finisher.submit(encode, result, path.name)))
-            summary.sizes[path.name] = image.shape[:2]
-            summary.regions[result.region.source] += 1
-        pending.clear()
-
-    # images are decoded on worker threads while the model runs
     try:
         for done, (path, decoded, problem) in enumerate(bounded_map(_decode, paths, workers), 1):
             if problem is not None:
-                if not skip_bad:
-                    raise DataError(problem.path, problem.reason + " (or pass --skip-bad to leave it out)")
-                summary.skipped.append(problem)
-                # keeps the submission complete (the base's rows where there is one); reported as skipped
-                encoded[path.name] = full_hand.rows(path.name) if full_hand else [""] * NUM_CLASSES
-                # empty masks fit any size; the base's rows were checked against the header's size, if readable
-                summary.sizes[path.name] = stored.get(path.name, UNBOUNDED_HW) if full_hand else (0, 0)
+                _skip(p, path, problem)
             else:
-                image, orientation = decoded
-                if orientation != AS_STORED:
-                    summary.oriented.append(str(path))
-                pending.append((path, image))
-                if len(pending) >= batch:
-                    flush()
+                _queue(p, path, decoded, finisher)
             if progress:
                 progress(done, len(paths))
-        if pending:
-            flush()
-        collect()
+        if p.pending:
+            _flush(p, finisher)
+        _collect(p)
     finally:
         finisher.shutdown(cancel_futures=True)
-    if len(summary.skipped) == len(paths):
+
+
+def _skip(p: _Predicting, path: Path, problem: Problem) -> None:
+    """An unreadable image: an error, or with skip_bad rows that keep the submission complete."""
+    if not p.skip_bad:
+        raise DataError(problem.path, problem.reason + _SKIP_BAD_HINT)
+    p.summary.skipped.append(problem)
+    # keeps the submission complete (the base's rows where there is one); reported as skipped
+    p.encoded[path.name] = p.full_hand.rows(path.name) if p.full_hand else [""] * NUM_CLASSES
+    # empty masks fit any size; the base's rows were checked against the header's size, if readable
+    p.summary.sizes[path.name] = p.stored.get(path.name, UNBOUNDED_HW) if p.full_hand else (0, 0)
+
+
+def _queue(p: _Predicting, path: Path, decoded, finisher: ThreadPoolExecutor) -> None:
+    image, orientation = decoded
+    if orientation != AS_STORED:
+        p.summary.oriented.append(str(path))
+    p.pending.append((path, image))
+    if len(p.pending) >= p.batch:
+        _flush(p, finisher)
+
+
+def _flush(p: _Predicting, finisher: ThreadPoolExecutor) -> None:
+    outputs = p.model.run([im for _, im in p.pending], [path.name for path, _ in p.pending])
+    _collect(p)  # at most two batches of masks alive at once
+    for (path, image), result in zip(p.pending, outputs):
+        p.finishing.append((path.name, finisher.submit(_encode, p, result, path.name)))
+        p.summary.sizes[path.name] = image.shape[:2]
+        p.summary.regions[result.region.source] += 1
+    p.pending.clear()
+
+
+def _collect(p: _Predicting) -> None:
+    for name, future in p.finishing:
+        p.encoded[name] = future.result()
+    p.finishing.clear()
+
+
+def _encode(p: _Predicting, result, name: str) -> list[str]:
+    masks = p.model.final_masks(result)
+    if p.full_hand is None:
+        return encode_masks(masks)
+    rows = p.full_hand.rows(name)  # the base's own text for every class not pasted
+    for c in p.model.plan.classes if result.probs is not None else ():
+        rows[c] = rle.encode(masks[c])
+    return rows
+
+
+def _write_checked(p: _Predicting, out: str | Path, images: str | Path, count: int) -> None:
+    """The CSV, written atomically and checked as validate-submission checks it."""
+    if len(p.summary.skipped) == count:
         raise DataError(images, "no image could be read")
-    write_submission(out, encoded)
-    report = validate_submission(out, summary.sizes)
+    write_submission(out, p.encoded)
+    report = validate_submission(out, p.summary.sizes)
     if not report.ok:  # our own writer produced it: a bug, but never hand in a file that fails the check
         raise DataError(out, f"written but not valid: {report.problems[0]}")
-    summary.images = len(encoded) - len(summary.skipped)
-    summary.seconds = time.perf_counter() - start
-    return summary
+    p.summary.images = len(p.encoded) - len(p.summary.skipped)
 
 
 def run_prediction(images: str | Path, out: str | Path, stage1: Sequence[str | Path] = (),

@@ -197,85 +197,102 @@ def parse_annotation(path: str | Path, hw: tuple[int, int], require_all: bool = 
     cv2.fillPoly, which cuts it to the image, so its mask is the polygon cut to the image exactly (clamping
     the points instead would tilt the edges next to them).
     """
-    path = Path(path)
     where = str(path)
-    try:
-        doc = json.loads(path.read_bytes())
-    except FileNotFoundError:
-        return [], [Problem(where, "annotation file not found")]
-    except OSError as exc:
-        if isinstance(exc, IsADirectoryError) or path.is_dir():
-            return [], [Problem(where, "is a folder, not an annotation JSON file")]
-        return [], [Problem(where, f"cannot read the annotation ({exc.strerror or type(exc).__name__})")]
-    except RecursionError:
-        return [], [Problem(where, "not valid JSON (nested too deeply)")]
-    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an integer of over 4300 digits
-        return [], [Problem(where, f"not valid JSON ({exc.msg if hasattr(exc, 'msg') else exc})")]
-    annotations = doc.get("annotations") if isinstance(doc, dict) else None
-    if not isinstance(annotations, list):
-        return [], [Problem(where, "no 'annotations' list")]
-
-    h, w = hw
+    annotations, why = _annotation_list(Path(path))
+    if why:
+        return [], [Problem(where, why)]
     allowed = edge_tolerance_px(hw, edge_tolerance)
     polygons: list[Polygon] = []
     problems: list[Problem] = []
     named: dict[int, int] = {}  # class -> its first annotation, valid or not
     for i, ann in enumerate(annotations):
-        if not isinstance(ann, dict):
-            problems.append(Problem(where, f"annotation {i} is {_json_kind(ann)}, not an object"))
+        cls, tag, why = _class_of(ann, i, named)
+        if why:
+            problems.append(Problem(where, why))
             continue
-        if "label" not in ann:
-            problems.append(Problem(where, f"annotation {i}: no label"))
-            continue
-        label = ann["label"]
-        tag = f"annotation {i} ({shorten(repr(label), 43)})"
-        if not isinstance(label, str):
-            problems.append(Problem(where, f"{tag}: label is {_json_kind(label)}, not a class name"))
-            continue
-        if label not in CLASS_INDEX:
-            problems.append(Problem(where, f"{tag}: unknown label"))
-            continue
-        cls = CLASS_INDEX[label]
-        if cls in named:
-            # the format has exactly one polygon per class and image; a second one is not silently merged
-            problems.append(Problem(where, f"{tag}: a second polygon for this class (annotation {named[cls]} is "
-                                           f"the first; one per class)"))
-            continue
-        named[cls] = i
-        points, why = _points(ann.get("points"))
+        points, past, why = _polygon_of(ann.get("points"), hw, allowed)
+        if past and clips is not None:
+            clips.append(Clip(where, tag, round(past, 2), round(allowed, 2)))
         if why:
             problems.append(Problem(where, f"{tag}: {why}"))
-            continue
-        if len(points) < 3:
-            problems.append(Problem(where, f"{tag}: polygon has {len(points)} points, needs at least 3"))
-            continue
-        past = overshoot(points, hw)
-        if past > allowed:
-            problems.append(Problem(where, f"{tag}: points outside the {w}x{h} image "
-                                           f"(x {points[:, 0].min():g}..{points[:, 0].max():g}, "
-                                           f"y {points[:, 1].min():g}..{points[:, 1].max():g}; "
-                                           f"{past:g} px past the edge, tolerance {allowed:g} px)"))
-            continue
-        if past == 0:
-            # A vertex on the far edge (x == w) is still on the image's boundary: drawn on its last pixel.
-            points[:, 0] = np.minimum(points[:, 0], w - 1)
-            points[:, 1] = np.minimum(points[:, 1], h - 1)
-        elif clips is not None:
-            clips.append(Clip(where, tag, round(past, 2), round(allowed, 2)))
-        points = np.round(points).astype(np.int32)
-        # judged on the pixels it would be drawn with, inside the image
-        flat = _zero_area(np.clip(points, 0, (w - 1, h - 1)))
-        if flat:
-            problems.append(Problem(where, f"{tag}: polygon has zero area in the image ({flat})" if past else
-                                           f"{tag}: polygon has zero area ({flat})"))
-            continue
-        polygons.append((cls, points))
+        else:
+            polygons.append((cls, points))
     if require_all:
         # a class whose polygon was invalid is already reported above, not again as missing
         missing = sorted(set(range(NUM_CLASSES)) - set(named))
         if missing:
             problems.append(Problem(where, f"missing classes: {', '.join(CLASSES[c] for c in missing)}"))
     return polygons, problems
+
+
+def _annotation_list(path: Path) -> tuple[list, str | None]:
+    """The file's "annotations" list, or why it holds none."""
+    try:
+        doc = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        return [], "annotation file not found"
+    except OSError as exc:
+        if isinstance(exc, IsADirectoryError) or path.is_dir():
+            return [], "is a folder, not an annotation JSON file"
+        return [], f"cannot read the annotation ({exc.strerror or type(exc).__name__})"
+    except RecursionError:
+        return [], "not valid JSON (nested too deeply)"
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an integer of over 4300 digits
+        return [], f"not valid JSON ({exc.msg if hasattr(exc, 'msg') else exc})"
+    annotations = doc.get("annotations") if isinstance(doc, dict) else None
+    if not isinstance(annotations, list):
+        return [], "no 'annotations' list"
+    return annotations, None
+
+
+def _class_of(ann, i: int, named: dict[int, int]) -> tuple[int | None, str | None, str | None]:
+    """(class, the annotation's name in messages, None), or why annotation i names no class of its own.
+    A known class's first annotation is recorded in named."""
+    if not isinstance(ann, dict):
+        return None, None, f"annotation {i} is {_json_kind(ann)}, not an object"
+    if "label" not in ann:
+        return None, None, f"annotation {i}: no label"
+    label = ann["label"]
+    tag = f"annotation {i} ({shorten(repr(label), 43)})"
+    if not isinstance(label, str):
+        return None, tag, f"{tag}: label is {_json_kind(label)}, not a class name"
+    if label not in CLASS_INDEX:
+        return None, tag, f"{tag}: unknown label"
+    cls = CLASS_INDEX[label]
+    if cls in named:
+        # the format has exactly one polygon per class and image; a second one is not silently merged
+        return None, tag, (f"{tag}: a second polygon for this class (annotation {named[cls]} is the first; "
+                           "one per class)")
+    named[cls] = i
+    return cls, tag, None
+
+
+def _polygon_of(value, hw: tuple[int, int], allowed: float) -> tuple[np.ndarray | None, float, str | None]:
+    """(integer points as drawn, pixels past the edge when within `allowed` else 0, None), or why the
+    annotation's "points" make no polygon on the image."""
+    h, w = hw
+    points, why = _points(value)
+    if why:
+        return None, 0.0, why
+    if len(points) < 3:
+        return None, 0.0, f"polygon has {len(points)} points, needs at least 3"
+    past = overshoot(points, hw)
+    if past > allowed:
+        return None, 0.0, (f"points outside the {w}x{h} image "
+                           f"(x {points[:, 0].min():g}..{points[:, 0].max():g}, "
+                           f"y {points[:, 1].min():g}..{points[:, 1].max():g}; "
+                           f"{past:g} px past the edge, tolerance {allowed:g} px)")
+    if past == 0:
+        # A vertex on the far edge (x == w) is still on the image's boundary: drawn on its last pixel.
+        points[:, 0] = np.minimum(points[:, 0], w - 1)
+        points[:, 1] = np.minimum(points[:, 1], h - 1)
+    points = np.round(points).astype(np.int32)
+    # judged on the pixels it would be drawn with, inside the image
+    flat = _zero_area(np.clip(points, 0, (w - 1, h - 1)))
+    if flat:
+        return None, past, (f"polygon has zero area in the image ({flat})" if past else
+                            f"polygon has zero area ({flat})")
+    return points, past, None
 
 
 def load_sample(item: Item, edge_tolerance: float = EDGE_TOLERANCE) -> Sample:

@@ -133,6 +133,45 @@ def convert_to_yolo(
     images are dropped and listed in the result. The output appears only when complete.
     """
     data, out = Path(data), Path(out).resolve()
+    _check_destination(data, out, folds, fold, overwrite)
+    listing = scan(data)
+    if not listing.items:
+        raise DataError(data, "no image has an annotation")
+    # The split depends on every patient present, including those of bad items, so dropping a bad image
+    # never moves other patients between folds.
+    assignment = make_folds([i.patient for i in listing.items], folds, seed)
+    result = ConvertResult(out, dict.fromkeys(SPLITS, 0), list(listing.problems))
+    if result.problems and not skip_bad:
+        raise _stop(result.problems)
+    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
+    c = _Converting(_empty_split_dirs(tmp), assignment, fold, imgsz, skip_bad, edge_tolerance, result)
+    try:
+        _write_items(c, listing.items, workers, progress)
+        for split, n in result.counts.items():
+            if n == 0:
+                raise DataError(data, f"the {split} split is empty (fold {fold} of {folds}, "
+                                      f"{len(assignment)} patients); use fewer folds or more patients")
+        _write_meta(tmp, c.rows, assignment, folds, seed)
+        replace_dir(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return result
+
+
+@dataclass
+class _Converting:
+    """What the steps of one convert_to_yolo call share: its settings, and the result built so far."""
+    dirs: dict[str, Path]  # "images" / "labels" -> its folder in the partial output
+    assignment: dict[str, int]  # patient -> fold
+    fold: int
+    imgsz: int | None
+    skip_bad: bool
+    edge_tolerance: float
+    result: ConvertResult
+    rows: list = field(default_factory=list)  # index.csv's rows
+
+
+def _check_destination(data: Path, out: Path, folds: int, fold: int, overwrite: bool) -> None:
     if not 0 <= fold < folds:
         raise DataError("--fold", f"fold {fold} is not in 0..{folds - 1}")
     source = data.resolve()
@@ -142,57 +181,50 @@ def convert_to_yolo(
         raise DataError(out, "is a file; expected a folder to write the YOLO set into")
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise DataError(out, "output folder exists and is not empty (pass --overwrite to replace it)")
-    listing = scan(data)
-    if not listing.items:
-        raise DataError(data, "no image has an annotation")
-    # The split depends on every patient present, including those of bad items, so dropping a bad image
-    # never moves other patients between folds.
-    assignment = make_folds([i.patient for i in listing.items], folds, seed)
-    problems = list(listing.problems)
-    if problems and not skip_bad:
-        raise DataError(problems[0].path, problems[0].reason + _more(problems))
 
-    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
+
+def _empty_split_dirs(tmp: Path) -> dict[str, Path]:
     shutil.rmtree(tmp, ignore_errors=True)
     dirs = {kind: tmp / kind for kind in ("images", "labels")}
     for kind in dirs.values():
         for split in SPLITS:
             (kind / split).mkdir(parents=True)
-    try:
-        rows, clips, oriented = [], [], []
-        counts = dict.fromkeys(SPLITS, 0)
+    return dirs
 
-        def work(item: Item):
-            sample, item_problems = try_load_sample(item, edge_tolerance)
-            if item_problems:
-                return item, None, item_problems
-            split = "val" if assignment[item.patient] == fold else "train"
-            return item, (split, *_write_one(sample, dirs, split, imgsz), sample.clips, sample.orientation), []
 
-        for done, (item, written, item_problems) in enumerate(bounded_map(work, listing.items, workers), 1):
-            if item_problems:
-                problems.extend(item_problems)
-                if not skip_bad:
-                    raise DataError(item_problems[0].path, item_problems[0].reason + _more(item_problems))
-            else:
-                split, name, h, w, item_clips, orientation = written
-                clips.extend(item_clips)
-                if orientation != AS_STORED:
-                    oriented.append(str(item.image))
-                counts[split] += 1
-                rows.append((split, f"images/{split}/{name}", item.patient, assignment[item.patient],
-                             str(item.image.resolve()), h, w))
-            if progress:
-                progress(done, len(listing.items))
-        for split, n in counts.items():
-            if n == 0:
-                raise DataError(data, f"the {split} split is empty (fold {fold} of {folds}, "
-                                      f"{len(assignment)} patients); use fewer folds or more patients")
-        _write_meta(tmp, rows, assignment, folds, seed)
-        replace_dir(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return ConvertResult(out, counts, problems, clips, oriented)
+def _write_items(c: _Converting, items: list[Item], workers: int, progress: Callable[[int, int], None] | None) -> None:
+    """Every item converted on worker threads, recorded in the order given."""
+    for done, (item, written, item_problems) in enumerate(bounded_map(lambda i: _convert_one(c, i), items, workers), 1):
+        if item_problems:
+            c.result.problems.extend(item_problems)
+            if not c.skip_bad:
+                raise _stop(item_problems)
+        else:
+            _record(c, item, *written)
+        if progress:
+            progress(done, len(items))
+
+
+def _convert_one(c: _Converting, item: Item):
+    sample, item_problems = try_load_sample(item, c.edge_tolerance)
+    if item_problems:
+        return item, None, item_problems
+    split = "val" if c.assignment[item.patient] == c.fold else "train"
+    return item, (split, *_write_one(sample, c.dirs, split, c.imgsz), sample.clips, sample.orientation), []
+
+
+def _record(c: _Converting, item: Item, split: str, name: str, h: int, w: int, clips: list[Clip],
+            orientation) -> None:
+    c.result.clips.extend(clips)
+    if orientation != AS_STORED:
+        c.result.oriented.append(str(item.image))
+    c.result.counts[split] += 1
+    c.rows.append((split, f"images/{split}/{name}", item.patient, c.assignment[item.patient],
+                   str(item.image.resolve()), h, w))
+
+
+def _stop(problems: list[Problem]) -> DataError:
+    return DataError(problems[0].path, problems[0].reason + _more(problems))
 
 
 def _more(problems: list[Problem]) -> str:
