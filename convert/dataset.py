@@ -32,6 +32,7 @@ Polygon = tuple[int, np.ndarray]  # (class index, (N, 2) int32 x, y points in so
 EDGE_TOLERANCE = 0.03
 EDGE_TOLERANCE_MIN_PX = 2.0
 MAX_EDGE_TOLERANCE = 0.25  # a wider band would accept polygons of another coordinate frame
+LABEL_SHOWN = 43  # characters of an unknown label quoted in a message: enough to recognise it
 
 
 @dataclass(frozen=True)
@@ -253,7 +254,7 @@ def _class_of(ann, i: int, named: dict[int, int]) -> tuple[int | None, str | Non
     if "label" not in ann:
         return None, None, f"annotation {i}: no label"
     label = ann["label"]
-    tag = f"annotation {i} ({shorten(repr(label), 43)})"
+    tag = f"annotation {i} ({shorten(repr(label), LABEL_SHOWN)})"
     if not isinstance(label, str):
         return None, tag, f"{tag}: label is {_json_kind(label)}, not a class name"
     if label not in CLASS_INDEX:

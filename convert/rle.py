@@ -9,6 +9,8 @@ import numpy as np
 
 from plumbing.values import shorten
 
+TOKEN_SHOWN = 27  # characters of a bad RLE value quoted in a message
+
 
 def encode(mask: np.ndarray) -> str:
     """Binary (H, W) mask -> RLE string. Work is limited to the rows the mask touches: most of a
@@ -72,7 +74,7 @@ def parse(rle: str) -> np.ndarray:
     tokens = [tok for tok in text.split(" ") if tok]
     longest = max(tokens, key=lambda tok: len(tok.lstrip("0")))
     if len(longest.lstrip("0")) > MAX_DIGITS:
-        raise ValueError(f"RLE value {shorten(longest, 27)!r} is out of range (more than {MAX_DIGITS} digits)")
+        raise ValueError(f"RLE value {shorten(longest, TOKEN_SHOWN)!r} is out of range (more than {MAX_DIGITS} digits)")
     values = np.array(tokens, dtype=np.int64)
     if values.size % 2:
         raise ValueError("RLE has an odd number of values (expected start length pairs)")
@@ -85,7 +87,7 @@ def _syntax_error(text: str) -> str:
             space = next((ch for ch in tok if ch.isspace()), None)
             if space is not None:
                 return f"RLE separates values with {space!r}; only spaces are allowed"
-            return f"RLE holds {shorten(tok, 27)!r}; expected non-negative integers in ASCII digits"
+            return f"RLE holds {shorten(tok, TOKEN_SHOWN)!r}; expected non-negative integers in ASCII digits"
     return "RLE holds something other than integers"
 
 
