@@ -85,13 +85,21 @@ def main():
               help="Folder to write train/DCM, train/outputs_json and test/DCM into.")
 @click.option("--patients", default=20, show_default=True, type=click.IntRange(1), help="Training patients (2 hands each).")
 @click.option("--test-patients", default=0, show_default=True, type=click.IntRange(0), help="Unlabelled test patients.")
+@click.option("--bent-share", type=click.FloatRange(0, 1),
+              help="Exactly this share of the training images are bent wrists (default: each draws with "
+                   "pose.bent_wrist_prob). The real training set: 0.11.")
+@click.option("--test-bent-share", type=click.FloatRange(0, 1),
+              help="The same for the test images. The real test set: 0.58.")
+@click.option("--test-labels", is_flag=True,
+              help="Also write the test images' labels, apart from them, into OUT/test_labels/ (to score a "
+                   "submission with `cascade evaluate --submission ... --labels`).")
 @click.option("--size", default=512, show_default=True, type=click.IntRange(128, 4096), help="Image side in pixels (real data: 2048).")
 @click.option("--seed", default=0, show_default=True, type=int, help="Same seed, same files.")
 @click.option("--config", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="Generator config (default configs/synth.yaml).")
 @click.argument("overrides", nargs=-1)
 @user_errors
-def synth(out, patients, test_patients, size, seed, config, overrides):
+def synth(out, patients, test_patients, bent_share, test_bent_share, test_labels, size, seed, config, overrides):
     """Generate look-alike hand radiographs with JSON polygons, in the real dataset's layout.
 
     OVERRIDES are key=value pairs over the config, e.g. pose.bent_wrist_prob=0.6.
@@ -100,8 +108,10 @@ def synth(out, patients, test_patients, size, seed, config, overrides):
 
     cfg = load_synth_config(config, overrides)
     with Progress("synth") as progress:
-        summary = generate(out, patients, test_patients, size=size, seed=seed, cfg=cfg, progress=progress)
-    click.echo(f"wrote {summary['train_images']} training and {summary['test_images']} test images to {out}")
+        summary = generate(out, patients, test_patients, size=size, seed=seed, cfg=cfg, progress=progress,
+                           bent_share=bent_share, test_bent_share=test_bent_share, test_labels=test_labels)
+    labels = f" (their labels in {summary['test_labels']})" if summary["test_labels"] else ""
+    click.echo(f"wrote {summary['train_images']} training and {summary['test_images']} test images{labels} to {out}")
 
 
 @main.command("check-data")
@@ -290,6 +300,9 @@ def merge_submissions_cmd(parts, out, images):
                                               "ensemble, as repeated --stage1 in predict makes it.")
 @click.option("--stage2", multiple=True, help="Stage 2 checkpoint of the fold; a,b,c scores their ensemble.")
 @click.option("--submission", type=click.Path(path_type=Path), help="Score this submission CSV instead of models.")
+@click.option("--labels", type=click.Path(path_type=Path),
+              help="With --submission: the labels kept apart from --data's images (<patient>/<image>.json, e.g. "
+                   "synth's test_labels/) instead of --data/outputs_json.")
 @click.option("--base", type=click.Path(path_type=Path),
               help="A full-hand model's submission holding the fold's images: scores it and stage 2 pasted over it "
                    "(--stage1 then optional, for the carpal region only); paste.json is chosen against it.")

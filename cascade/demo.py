@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -17,7 +18,7 @@ from convert.wrist_pose import TEST_BENT_SHARE
 from convert.yolo import convert_to_yolo
 from plumbing.errors import CascadeError, DataError
 from plumbing.values import check_range
-from synthetic_hands import MAX_SIZE, MIN_SIZE, SynthConfig, generate, load_synth_config
+from synthetic_hands import MAX_SIZE, MIN_SIZE, TEST_LABEL_DIR, SynthConfig, generate, load_synth_config
 
 if TYPE_CHECKING:
     from stage1_detect.config import Stage1Config
@@ -27,7 +28,9 @@ if TYPE_CHECKING:
 @dataclass
 class DemoConfig:
     patients: int = 24
-    test_patients: int = 3
+    test_patients: int = 8
+    bent_share: float = 0.11        # of the training images, as in the real training set
+    test_bent_share: float = TEST_BENT_SHARE  # of the test images, as in the real test set
     size: int = 512
     seed: int = 0
     folds: int = 4
@@ -48,13 +51,15 @@ class DemoConfig:
                          ("overlays", 0)):
             check_range(key, getattr(self, key), low)
         check_range("size", self.size, MIN_SIZE, MAX_SIZE, why="what synth generates")
+        check_range("bent_share", self.bent_share, 0, 1)
+        check_range("test_bent_share", self.test_bent_share, 0, 1)
         check_range("fold", self.fold, 0, self.folds, hi_open=True, why="folds")
         # every fold needs a patient, or a split comes out empty
         check_range("folds", self.folds, 2, self.patients, why="patients")
 
 
 DEMO_MARKER = ".cascade-demo"  # marks a folder the demo may replace on its next run
-DEMO_STEPS = 10  # the numbered lines run_demo prints, one a step
+DEMO_STEPS = 11  # the numbered lines run_demo prints, one a step
 
 
 def load_demo_config(path=None, overrides=()) -> DemoConfig:
@@ -64,7 +69,8 @@ def load_demo_config(path=None, overrides=()) -> DemoConfig:
 def run_demo(out: str | Path, cfg: DemoConfig, echo: Callable[[str], None] = print) -> dict[str, Path]:
     """synth -> check -> convert -> train stage 1, stage 2 and a full-hand baseline -> the baseline's
     submissions -> evaluate both cascades (over stage 1, over the baseline) on held-out patients -> predict the
-    test images over the baseline -> validate the submission -> overlays."""
+    test images over the baseline -> validate the submission -> score it and the baseline's on the test labels
+    (which no earlier step reads) -> overlays."""
     demo = _start(Path(out).resolve(), cfg, echo)
     _generate_data(demo)
     _check_data(demo)
@@ -75,9 +81,11 @@ def run_demo(out: str | Path, cfg: DemoConfig, echo: Callable[[str], None] = pri
     held, base_held, base_test = _baseline_submissions(demo, fullhand)
     paths = _evaluate(demo, stage1, stage2, base_held)
     submission = _predict_test_images(demo, stage2, paths.get("paste"), base_test)
+    test_scores = _score_test_set(demo, submission, base_test)
     _draw_overlays(demo, held, stage1, stage2)
     return {"data": demo.data, "stage1": stage1, "stage2": stage2, "fullhand": fullhand, "report": paths["markdown"],
-            "chart": paths["chart"], "submission": submission, "overlays": demo.overlays}
+            "chart": paths["chart"], "submission": submission, "test_scores": test_scores,
+            "overlays": demo.overlays}
 
 
 @dataclass
@@ -102,6 +110,10 @@ class _Demo:
     @property
     def test_images(self) -> Path:
         return self.data / "test" / "DCM"
+
+    @property
+    def test_labels(self) -> Path:
+        return self.data / TEST_LABEL_DIR
 
     @property
     def overlays(self) -> Path:
@@ -153,8 +165,10 @@ def _claim_folder(out: Path) -> None:
 def _generate_data(demo: _Demo) -> None:
     cfg = demo.cfg
     generate(demo.data, cfg.patients, cfg.test_patients, size=cfg.size, seed=cfg.seed, cfg=demo.synth_cfg,
-             overwrite=True)
-    demo.step(f"generated {2 * cfg.patients} labelled + {2 * cfg.test_patients} test images in {demo.data}")
+             overwrite=True, bent_share=cfg.bent_share, test_bent_share=cfg.test_bent_share, test_labels=True)
+    demo.step(f"generated {2 * cfg.patients} labelled images ({cfg.bent_share:.0%} bent wrists) + "
+              f"{2 * cfg.test_patients} test images ({cfg.test_bent_share:.0%} bent; their labels apart in "
+              f"{demo.test_labels}, read only to score the final submission) in {demo.data}")
 
 
 def _check_data(demo: _Demo) -> None:
@@ -248,6 +262,39 @@ def _predict_test_images(demo: _Demo, stage2: Path, paste: Path | None, base_tes
     demo.step(f"submission for the test images (stage 2 over the baseline, the classes it proved), valid: "
               f"{summary.describe()}")
     return submission
+
+
+def _score_test_set(demo: _Demo, submission: Path, base_test: Path) -> Path:
+    """The demo's headline: the baseline's and the cascade's test submissions scored on the test labels, which no
+    model and no paste choice saw, on a test set shifted to the real one's share of bent wrists."""
+    from .evaluate import score_submissions
+
+    scores = score_submissions({"base": base_test, "cascade": submission}, demo.test_images.parent,
+                               labels=demo.test_labels)
+    out = demo.out / "test_scores"
+    paths = write_test_scores(scores, out)
+    table, poses = scores.table(), scores.pose_table()
+    n_bent = sum(scores.bent)
+    figures = "; ".join(f"{m} mean {table.loc['mean', f'{m}_dice']:.3f}, carpal {table.loc['carpal_mean', f'{m}_dice']:.3f}"
+                        f" (bent {poses.loc[m, 'bent_carpal']:.3f})" for m in ("base", "cascade"))
+    demo.step(f"test-set Dice ({len(scores.images)} images, {n_bent} bent wrists): {figures} -> {paths['csv']}")
+    return out
+
+
+def write_test_scores(scores, out: Path) -> dict[str, Path]:
+    """dice.csv (class, base_dice, cascade_dice; then mean and carpal_mean) and pose.csv (rows base, cascade),
+    written as one folder that replaces the last run's whole."""
+    from plumbing.atomic import replace_dir, write_text
+
+    from .report import table_csv
+
+    tmp = out.parent / f".{out.name}.partial"
+    shutil.rmtree(tmp, ignore_errors=True)  # a killed run's
+    tmp.mkdir(parents=True)
+    write_text(tmp / "dice.csv", table_csv(scores.table()))
+    write_text(tmp / "pose.csv", table_csv(scores.pose_table()))
+    replace_dir(tmp, out)
+    return {"csv": out / "dice.csv", "pose": out / "pose.csv"}
 
 
 def _draw_overlays(demo: _Demo, held: list, stage1: Path, stage2: Path) -> None:

@@ -304,31 +304,50 @@ def choose_plan(scores: Scores, candidates: PastePlan, bent_share: float | None 
 
 
 def score_submission(submission: str | Path, data: str | Path, items: list[Item] | None = None,
-                     edge_tolerance: float = EDGE_TOLERANCE) -> Scores:
-    """Dice of an existing submission CSV against the labels of the images it names."""
+                     edge_tolerance: float = EDGE_TOLERANCE, labels: str | Path | None = None) -> Scores:
+    """Dice of an existing submission CSV against the labels of the images it names (data's outputs_json, or
+    `labels` kept apart): score_submissions with one file, its method named `submission`."""
+    return score_submissions({"submission": submission}, data, items, edge_tolerance, labels)
+
+
+def score_submissions(submissions: dict[str, str | Path], data: str | Path, items: list[Item] | None = None,
+                      edge_tolerance: float = EDGE_TOLERANCE, labels: str | Path | None = None) -> Scores:
+    """Each named submission CSV's Dice on the same images (those the first names; every other must name the
+    same), side by side, against their labels: the methods of one table, each image read once."""
     from convert.rle import decode
     from convert.submission import read_submission, validate_submission
 
-    # the format is checked here; each mask's bounds when it is decoded at its image's size below
-    report = validate_submission(submission, default_hw=(2**31, 1))
-    if not report.ok:
-        raise DataError(submission, f"not a valid submission: {report.problems[0]}")
-    df = read_submission(submission)
-    by_name = {i.name: i for i in (items if items is not None else scan(data).items)}
-    missing = sorted(set(df["image_name"]) - set(by_name))
+    codes = {}
+    for method, path in submissions.items():
+        # the format is checked here; each mask's bounds when it is decoded at its image's size below
+        report = validate_submission(path, default_hw=(2**31, 1))
+        if not report.ok:
+            raise DataError(path, f"not a valid submission: {report.problems[0]}")
+        codes[method] = {name: list(group["rle"]) for name, group in read_submission(path).groupby("image_name")}
+    first, *others = submissions
+    names = sorted(codes[first])
+    for method in others:
+        if sorted(codes[method]) != names:
+            odd = sorted(set(codes[method]) ^ set(names))[0]
+            raise DataError(submissions[method], f"does not name the same images as {submissions[first]} "
+                                                 f"(e.g. {odd})")
+    by_name = {i.name: i for i in (items if items is not None else scan(data, labels=labels).items)}
+    missing = [name for name in names if name not in by_name]
     if missing:
-        among = f"the held-out images of the folds asked for in {data}" if items is not None else str(data)
-        raise DataError(submission, f"image {missing[0]} has no labels among {among}")
+        among = (f"the held-out images of the folds asked for in {data}" if items is not None else
+                 str(labels) if labels is not None else str(data))
+        raise DataError(submissions[first], f"image {missing[0]} has no labels among {among}")
     scores = Scores()
-    groups = list(df.groupby("image_name", sort=True))
-    samples = iter_samples([by_name[name] for name, _ in groups], workers=os.cpu_count() or 1,  # decoded on threads
+    samples = iter_samples([by_name[name] for name in names], workers=os.cpu_count() or 1,  # decoded on threads
                            edge_tolerance=edge_tolerance)
-    for (name, group), sample in zip(groups, samples):
-        try:
-            pred = np.stack([decode(code, sample.hw) for code in group["rle"]])
-        except ValueError as exc:
-            raise DataError(submission, f"{name}: {exc}") from None
-        scores.add(name, class_masks(sample.polygons, sample.hw), {"submission": pred})
+    for name, sample in zip(names, samples):
+        predictions = {}
+        for method, by_image in codes.items():
+            try:
+                predictions[method] = np.stack([decode(code, sample.hw) for code in by_image[name]])
+            except ValueError as exc:
+                raise DataError(submissions[method], f"{name}: {exc}") from None
+        scores.add(name, class_masks(sample.polygons, sample.hw), predictions, patient=sample.item.patient)
         scores.note(sample)
     return scores
 
@@ -345,7 +364,8 @@ class Evaluation:
 
 def run_evaluation(data: str | Path, out: str | Path, folds_file: str | Path | None = None,
                    folds: Sequence[int] = (), stage1: Sequence[str] = (), stage2: Sequence[str] = (),
-                   submission: str | Path | None = None, base: str | Path | None = None, device: str | None = None,
+                   submission: str | Path | None = None, labels: str | Path | None = None,
+                   base: str | Path | None = None, device: str | None = None,
                    tta: bool = False, bent_share: str | float | None = TEST_BENT_SHARE,
                    edge_tolerance: float = EDGE_TOLERANCE,
                    progress: Callable[[int, int], None] | None = None) -> Evaluation:
@@ -362,9 +382,13 @@ def run_evaluation(data: str | Path, out: str | Path, folds_file: str | Path | N
     if submission is not None and (stage1 or stage2 or tta or base):
         raise CascadeError("--submission scores a CSV: drop --stage1, --stage2, --base and --tta, or drop "
                            "--submission")
+    if labels is not None and (submission is None or folds_file is not None):
+        raise CascadeError("--labels scores a --submission of every image it names: give --submission, and "
+                           "drop --folds")
     if submission is not None:
         items = [i for f in folds for i in held_out(data, folds_file, f)] if folds_file else None
-        return Evaluation(score_submission(submission, data, items, edge_tolerance=edge_tolerance), None, bent_share)
+        return Evaluation(score_submission(submission, data, items, edge_tolerance=edge_tolerance, labels=labels),
+                          None, bent_share)
     if (not stage1 and base is None) or folds_file is None:
         raise CascadeError("--stage1 (or --base) and --folds are required (or --submission to score a CSV)")
     if base is not None and not stage2:

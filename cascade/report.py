@@ -15,7 +15,7 @@ from .evaluate import Scores, markdown_table
 from .paste import PastePlan
 
 
-def _csv(table) -> str:
+def table_csv(table) -> str:
     buf = io.StringIO()
     table.to_csv(buf, float_format="%.6f", lineterminator="\n")
     return buf.getvalue()
@@ -28,8 +28,8 @@ def write_report(scores: Scores, out: str | Path, plan: PastePlan | None = None,
     out.mkdir(parents=True, exist_ok=True)
     table, poses = scores.table(), scores.pose_table(bent_share)
     paths = {"csv": out / "dice.csv", "pose": out / "pose.csv", "markdown": out / "dice.md", "chart": out / "dice.png"}
-    write_text(paths["csv"], _csv(table))
-    write_text(paths["pose"], _csv(poses))
+    write_text(paths["csv"], table_csv(table))
+    write_text(paths["pose"], table_csv(poses))
     lines = [f"# {title or 'Dice on held-out patients'}", "",
              f"{len(scores.images)} images, Dice at native resolution, averaged over images.", "",
              scores.markdown(4), ""]

@@ -116,8 +116,9 @@ def _files(folder: Path, suffixes: Sequence[str]) -> dict[tuple[str, str], Path]
     return found
 
 
-def scan(root: str | Path, labelled: bool = True) -> Scan:
-    """Pair images with their JSON under root. Pairing problems are returned, not raised."""
+def scan(root: str | Path, labelled: bool = True, labels: str | Path | None = None) -> Scan:
+    """Pair images with their JSON under root (root/outputs_json, or the `labels` folder of <patient>/<image>.json
+    kept apart from the images). Pairing problems are returned, not raised."""
     root = Path(root)
     image_dir = root / IMAGE_DIR
     if not root.is_dir():
@@ -133,17 +134,19 @@ def scan(root: str | Path, labelled: bool = True) -> Scan:
     if not labelled:
         return Scan([Item(k[0], p, None) for k, p in images.items()], problems)
 
-    label_dir = root / LABEL_DIR
+    label_dir = root / LABEL_DIR if labels is None else Path(labels)
     if not label_dir.is_dir():
-        raise DataError(root, f"no {LABEL_DIR}/ folder beside {IMAGE_DIR}/")
-    labels = _files(label_dir, (".json",))
+        raise (DataError(root, f"no {LABEL_DIR}/ folder beside {IMAGE_DIR}/") if labels is None else
+               DataError(label_dir, "labels folder not found"))
+    found = _files(label_dir, (".json",))
+    shown = LABEL_DIR if labels is None else str(label_dir)
     items = []
     for key, path in images.items():
-        if key in labels:
-            items.append(Item(key[0], path, labels[key]))
+        if key in found:
+            items.append(Item(key[0], path, found[key]))
         else:
-            problems.append(Problem(str(path), f"no annotation {LABEL_DIR}/{key[0]}/{key[1]}.json"))
-    for key, path in labels.items():
+            problems.append(Problem(str(path), f"no annotation {shown}/{key[0]}/{key[1]}.json"))
+    for key, path in found.items():
         if key not in images:
             problems.append(Problem(str(path), f"annotation without an image in {IMAGE_DIR}/{key[0]}/"))
     return Scan(items, problems)

@@ -16,7 +16,7 @@ from .anatomy import REF_SIZE
 from .render import render
 from .settings import MAX_SIZE, MIN_SIZE, PointsConfig, PoseConfig, RenderConfig, SynthConfig, load_synth_config
 from .shapes import make_hand
-from .writer import generate
+from .writer import TEST_LABEL_DIR, generate
 
-__all__ = ["MAX_SIZE", "MIN_SIZE", "REF_SIZE", "PointsConfig", "PoseConfig", "RenderConfig", "SynthConfig",
+__all__ = ["MAX_SIZE", "MIN_SIZE", "REF_SIZE", "PointsConfig", "PoseConfig", "RenderConfig", "SynthConfig", "TEST_LABEL_DIR",
            "generate", "load_synth_config", "make_hand", "render"]

@@ -201,8 +201,10 @@ def _annotate(pts: np.ndarray, size: int, rng: np.random.Generator, cfg: PointsC
     return out
 
 
-def make_hand(rng: np.random.Generator, size: int, left: bool, cfg: SynthConfig) -> list[tuple[int, np.ndarray]]:
-    """29 (class index, int32 (N, 2) x, y points) pairs in class order for a size x size image.
+def make_hand(rng: np.random.Generator, size: int, left: bool, cfg: SynthConfig,
+              bent: bool | None = None) -> list[tuple[int, np.ndarray]]:
+    """29 (class index, int32 (N, 2) x, y points) pairs in class order for a size x size image; `bent` forces
+    the wrist's pose (None: drawn with pose.bent_wrist_prob).
 
     Poses that would push a finger or carpal bone out of the image are drawn again; the forearm is meant to
     run off the bottom edge and is clipped to it."""
@@ -211,7 +213,9 @@ def make_hand(rng: np.random.Generator, size: int, left: bool, cfg: SynthConfig)
     margin = cfg.pose.margin_frac * size
     # Drawn once, outside the retries: bent hands are shorter and fit more often, and redrawing the flag
     # with the rest would tilt the share of bent wrists above bent_wrist_prob.
-    bent = bool(rng.random() < cfg.pose.bent_wrist_prob)
+    # The draw is made even when `bent` is forced, so the rest of the hand comes from the same stream.
+    drawn = bool(rng.random() < cfg.pose.bent_wrist_prob)
+    bent = drawn if bent is None else bool(bent)
     for _ in range(max(1, cfg.pose.max_tries)):
         pose = _sample_pose(rng, left, bent, cfg.pose)
         outlines, distal = _hand_outlines(rng, pose, cfg.pose)

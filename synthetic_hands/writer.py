@@ -28,7 +28,8 @@ from .shapes import make_hand
 _TIME_BASE_MS = 1_661_130_000_000
 _TIME_SEED_STEP_MS = 100_000_000
 _TIME_PATIENT_STEP_MS = 250_000
-_STREAM_IMAGE, _STREAM_NAMES = 0, 1
+_STREAM_IMAGE, _STREAM_NAMES, _STREAM_POSES = 0, 1, 2
+TEST_LABEL_DIR = "test_labels"  # beside train/ and test/: the test images' labels, kept out of test/
 _HANDS = (("R", False), ("L", True))  # the right hand is taken first, as in the real ID001
 
 
@@ -73,17 +74,35 @@ def _write_png(path: Path, image: np.ndarray) -> None:
         tmp.write_bytes(buf.tobytes())
 
 
+def _bent_flags(seed: int, split: str, images: int, share: float | None) -> list[bool | None]:
+    """Which of a split's images have a bent wrist: exactly round(share * images) of them, chosen at random
+    (a per-image draw would leave 8 test images anywhere from 2 to 7 bent); None leaves it to each image's draw."""
+    if share is None:
+        return [None] * images
+    order = np.random.default_rng([seed, _STREAM_POSES, split == "test"]).permutation(images)
+    bent = set(order[:int(round(share * images))].tolist())
+    return [i in bent for i in range(images)]
+
+
 def generate(out: str | Path, patients: int, test_patients: int = 0, size: int = 512, seed: int = 0,
              cfg: SynthConfig | None = None, progress: Callable[[int, int], None] | None = None,
-             workers: int | None = None, overwrite: bool = False) -> dict:
+             workers: int | None = None, overwrite: bool = False, bent_share: float | None = None,
+             test_bent_share: float | None = None, test_labels: bool = False) -> dict:
     """Write `patients` labelled patients under out/train and `test_patients` unlabelled ones under out/test
-    (IDs continue after train), two hands each, on `workers` threads (default: one per core). Same arguments
+    (IDs continue after train), two hands each, on `workers` threads (default: one per core). `bent_share` /
+    `test_bent_share` make exactly that share of a split's images bent wrists (None: each image draws with
+    pose.bent_wrist_prob), so a test set can be shifted from the training set as the real one is. With
+    `test_labels` the test images' JSON goes to out/test_labels/<patient>/ (never into test/), for scoring a
+    submission (`cascade evaluate --submission ... --data out/test --labels out/test_labels`). Same arguments
     -> byte-identical files, whatever the number of workers. The files are written into a sibling folder that
     replaces `out` only when complete; an `out` that is not empty is refused unless overwrite."""
     try:
         for key, value in (("patients", patients), ("test_patients", test_patients), ("seed", seed)):
             check_range(key, value, 0)
         check_range("size", size, MIN_SIZE, MAX_SIZE)
+        for key, value in (("bent_share", bent_share), ("test_bent_share", test_bent_share)):
+            if value is not None:
+                check_range(key, value, 0, 1)
     except ValueError as exc:
         raise CascadeError(str(exc)) from None
     cfg = cfg or load_synth_config()
@@ -93,25 +112,30 @@ def generate(out: str | Path, patients: int, test_patients: int = 0, size: int =
     if out.exists() and any(out.iterdir()) and not overwrite:
         # adding to an existing set would mix sizes and seeds, and overwrite images of the same name
         raise DataError(out, "output folder exists and is not empty (choose a new or empty folder)")
+    bent = {"train": _bent_flags(seed, "train", 2 * patients, bent_share),
+            "test": _bent_flags(seed, "test", 2 * test_patients, test_bent_share)}
     jobs = []
     for number in range(1, patients + test_patients + 1):
         split = "train" if number <= patients else "test"
+        first = 2 * (number - 1 if split == "train" else number - 1 - patients)  # the patient's first image
         stems = _image_stems(seed, number, suffixed=(split == "train" and number == 1))
-        jobs += [(split, number, hand, stem, left) for hand, (stem, (_, left)) in enumerate(zip(stems, _HANDS))]
+        jobs += [(split, number, hand, stem, left, bent[split][first + hand])
+                 for hand, (stem, (_, left)) in enumerate(zip(stems, _HANDS))]
 
     def write_image(job) -> str:
-        split, number, hand, stem, left = job
+        split, number, hand, stem, left, bent_wrist = job
         patient = f"ID{number:03d}"
         rng = _rng(seed, number, _STREAM_IMAGE, hand)  # one stream per image: any order gives the same files
         try:
-            polygons = make_hand(rng, size, left, cfg)
+            polygons = make_hand(rng, size, left, cfg, bent=bent_wrist)
         except CascadeError as exc:  # name the image; nothing is left in `out`
             raise DataError(out / split / IMAGE_DIR / patient / f"{stem}.png", f"not generated ({exc}); "
                                                                                f"nothing was written") from None
         _write_png(tmp / split / IMAGE_DIR / patient / f"{stem}.png", render(polygons, size, rng, cfg))
-        if split == "train":
+        if split == "train" or test_labels:
             doc = _annotation_doc(polygons, stem, patient, rng)
-            write_text(tmp / split / LABEL_DIR / patient / f"{stem}.json", json.dumps(doc))
+            labels = tmp / "train" / LABEL_DIR if split == "train" else tmp / TEST_LABEL_DIR
+            write_text(labels / patient / f"{stem}.json", json.dumps(doc))
         return split
 
     counts = {"train": 0, "test": 0}
@@ -130,6 +154,7 @@ def generate(out: str | Path, patients: int, test_patients: int = 0, size: int =
             replace_dir(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return {"root": str(root), "train": str(root / "train"), "test": str(root / "test"), "size": size,
+    return {"root": str(root), "train": str(root / "train"), "test": str(root / "test"),
+            "test_labels": str(root / TEST_LABEL_DIR) if test_labels and test_patients else None, "size": size,
             "seed": seed, "patients": patients, "test_patients": test_patients,
             "train_images": counts["train"], "test_images": counts["test"]}

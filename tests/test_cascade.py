@@ -1,6 +1,7 @@
 """The cascade with both stages: predict, evaluate (and its paste plan), visualize and the demo, end to end."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -15,6 +16,7 @@ from convert.carpal_region import Region
 from convert.classes import CARPAL_INDICES, CLASSES
 from convert.dataset import load_sample, scan
 from convert.dice import dice_per_class
+from synthetic_hands import generate
 
 
 def run(*args):
@@ -142,7 +144,29 @@ def test_visualize_with_both_stages_writes_the_comparison(stage1_run, stage2_run
     assert (tmp_path / "v.png").exists() and (tmp_path / "v_compare.png").exists()
 
 
-def test_demo_runs_end_to_end_on_a_tiny_config_and_again_into_the_same_folder(tmp_path):
+def test_demo_runs_end_to_end_on_a_tiny_config_and_again_into_the_same_folder(tmp_path, monkeypatch):
+    import cascade.demo as demo
+
+    # The test labels are unreadable from generation until the final scoring: a step before it that read them
+    # (training, the paste choice) would fail.
+    kept = {}
+
+    def generate_and_hide(*args, **kwargs):
+        summary = generate(*args, **kwargs)
+        for path in Path(summary["test_labels"]).rglob("*.json"):
+            kept[path] = path.read_bytes()
+            path.write_text("{not json")
+        return summary
+
+    def restore_and_score(*args):
+        assert kept
+        for path, data in kept.items():
+            path.write_bytes(data)
+        return score(*args)
+
+    score = demo._score_test_set
+    monkeypatch.setattr(demo, "generate", generate_and_hide)
+    monkeypatch.setattr(demo, "_score_test_set", restore_and_score)
     tiny = ["demo", "--out", tmp_path / "demo", "patients=6", "test_patients=1", "size=192", "folds=3",
             "stage1_imgsz=128", "stage1_overrides=[epochs=1, batch=4, workers=0]",
             "stage2_overrides=[epochs=1, input_size=64, 'decoder_channels=[16,16,16,16,16]']",
@@ -155,8 +179,20 @@ def test_demo_runs_end_to_end_on_a_tiny_config_and_again_into_the_same_folder(tm
         assert (tmp_path / "demo" / name).exists(), name
     columns = pd.read_csv(tmp_path / "demo" / "evaluation" / "dice.csv").columns
     assert {"stage1_dice", "cascade_dice", "base_dice", "cascade_over_base_dice"} <= set(columns)
-    assert "[10/10]" in result.output
+    assert "[11/11]" in result.output
+    test_dice = pd.read_csv(tmp_path / "demo" / "test_scores" / "dice.csv", index_col="class")
+    assert list(test_dice.columns) == ["base_dice", "cascade_dice"]
+    assert list(test_dice.index[-2:]) == ["mean", "carpal_mean"] and len(test_dice) == 31
+    poses = pd.read_csv(tmp_path / "demo" / "test_scores" / "pose.csv", index_col="method")
+    assert list(poses.index) == ["base", "cascade"]
+    assert list(poses.columns) == list(pd.read_csv(tmp_path / "demo" / "evaluation" / "pose.csv").columns[1:])
+    data = tmp_path / "demo" / "data"  # the headline is what `cascade evaluate --submission --labels` says
+    check = run("evaluate", "--data", data / "test", "--labels", data / "test_labels", "--submission",
+                tmp_path / "demo" / "submission.csv", "--out", tmp_path / "check")
+    assert check.exit_code == 0, check.output
+    assert np.allclose(pd.read_csv(tmp_path / "check" / "dice.csv")["submission_dice"], test_dice["cascade_dice"])
     first = (tmp_path / "demo" / "submission.csv").read_bytes()
+    monkeypatch.undo()
     again = run(*tiny)  # `make demo` twice: everything is replaced, not refused or mixed
     assert again.exit_code == 0, again.output
     assert (tmp_path / "demo" / "submission.csv").read_bytes() == first

@@ -14,6 +14,7 @@ from convert.classes import CLASSES
 from convert.dataset import iter_samples, scan
 from convert.masks import class_masks
 from convert.submission import encode_masks, read_submission, write_submission
+from synthetic_hands import generate
 
 REAL = Path(__file__).parent / "data" / "fracatlas" / "IMG0002313.jpg"
 
@@ -99,6 +100,24 @@ def test_evaluate_scores_a_perfect_submission_as_one(synth_root, tmp_path):
     bad = run("evaluate", "--data", synth_root / "train", "--submission", tmp_path / "truth.csv",
               "--out", tmp_path / "r2", "--bent-share", "1.5")
     assert bad.exit_code == 2 and "--bent-share" in bad.output and not (tmp_path / "r2").exists()
+
+
+def test_evaluate_scores_a_submission_against_labels_kept_apart(tmp_path):
+    data = tmp_path / "set"
+    summary = generate(data, patients=1, test_patients=2, size=192, seed=4, test_labels=True)
+    items = scan(data / "test", labels=summary["test_labels"]).items
+    perfect = {s.item.name: encode_masks(class_masks(s.polygons, s.hw)) for s in iter_samples(items)}
+    write_submission(tmp_path / "truth.csv", perfect)
+    args = ["evaluate", "--data", data / "test", "--submission", tmp_path / "truth.csv"]
+    result = run(*args, "--labels", summary["test_labels"], "--out", tmp_path / "r")
+    assert result.exit_code == 0, result.output
+    assert (pd.read_csv(tmp_path / "r" / "dice.csv")["submission_dice"] == 1.0).all()
+    unlabelled = run(*args, "--out", tmp_path / "r2")  # test/ holds no labels of its own
+    assert unlabelled.exit_code == 2 and "outputs_json" in unlabelled.output
+    missing = run(*args, "--labels", tmp_path / "nowhere", "--out", tmp_path / "r3")
+    assert missing.exit_code == 2 and "nowhere: labels folder not found" in missing.output
+    mixed = run(*args, "--labels", summary["test_labels"], "--folds", tmp_path / "f.json", "--out", tmp_path / "r4")
+    assert mixed.exit_code == 2 and "--labels" in mixed.output
 
 
 @pytest.mark.parametrize("options", [

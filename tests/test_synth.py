@@ -192,6 +192,32 @@ def test_bent_wrist_share_follows_the_config():
     assert all(bent(load_synth_config(overrides={"pose.bent_wrist_prob": 1.0})))
 
 
+def test_a_split_gets_exactly_its_share_of_bent_wrists_and_keeps_the_rest_of_each_hand(tmp_path, dataset):
+    root, _ = dataset
+    summary = generate(tmp_path / "shifted", patients=3, test_patients=4, size=128, seed=0, bent_share=1 / 6,
+                       test_bent_share=0.625, test_labels=True)
+    train = [is_bent(class_masks(s.polygons, s.hw)) for s in map(load_sample, scan(tmp_path / "shifted" / "train").items)]
+    test_scan = scan(tmp_path / "shifted" / "test", labels=summary["test_labels"])
+    assert test_scan.problems == [] and len(test_scan.items) == 8  # every test image has its labels, apart
+    test = [is_bent(class_masks(s.polygons, s.hw)) for s in map(load_sample, test_scan.items)]
+    assert (sum(train), sum(test)) == (1, 5)  # round(share * images), not a per-image draw
+    assert not (tmp_path / "shifted" / "test" / LABEL_DIR).exists()  # test/ stays as the real one: images only
+    # the default (no share) is the per-image draw of before, byte for byte, and no test labels
+    assert files(root) == files(generate(tmp_path / "again", patients=3, test_patients=1, size=128, seed=0)
+                                 and tmp_path / "again")
+    # forcing the pose leaves the image streams alone: a hand whose draw agreed is byte-identical
+    same = generate(tmp_path / "forced", patients=3, test_patients=1, size=128, seed=0, bent_share=0.0)
+    straight = [s.item for s in map(load_sample, scan(root / "train").items)
+                if not is_bent(class_masks(s.polygons, s.hw))]
+    assert straight and all((tmp_path / "forced" / i.image.relative_to(root)).read_bytes() == i.image.read_bytes()
+                            for i in straight)
+
+
+def test_bent_shares_are_checked(tmp_path):
+    with pytest.raises(CascadeError, match="test_bent_share"):
+        generate(tmp_path / "x", patients=1, test_patients=1, size=128, test_bent_share=1.5)
+
+
 def test_bad_arguments_are_user_errors(tmp_path):
     with pytest.raises(CascadeError):
         generate(tmp_path, patients=1, size=64)
