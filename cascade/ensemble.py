@@ -56,11 +56,13 @@ class Stage2Mean:
         self.train_classes, self.paste_classes = first.train_classes, first.paste_classes
         self.thresholds, self.region_cfg = first.thresholds, first.region_cfg
         self.largest_component = first.largest_component
+        self.needs_prior = any(m.needs_prior for m in self.models)  # members with and without a prior may mix
 
     def predict(self, images: Sequence[np.ndarray], regions: Sequence[Region], tta_hflip: bool = False,
-                batch: int = 8, channels: Sequence[int] | None = None) -> list[np.ndarray]:
+                batch: int = 8, channels: Sequence[int] | None = None,
+                full: Sequence[np.ndarray] | None = None) -> list[np.ndarray]:
         total = None
         for model in self.models:
-            probs = model.predict(images, regions, tta_hflip=tta_hflip, batch=batch, channels=channels)
+            probs = model.predict(images, regions, tta_hflip=tta_hflip, batch=batch, channels=channels, full=full)
             total = probs if total is None else [t + p for t, p in zip(total, probs)]
         return [t / len(self.models) for t in total]

@@ -12,6 +12,7 @@ from convert.carpal_region import Region
 from convert.classes import NUM_CLASSES
 from convert.images import read_image
 from convert.submission import encode_masks, write_submission
+from plumbing.errors import CascadeError
 
 
 def predict_whole_images(checkpoint: str | Path, images: Sequence[str | Path], out: str | Path,
@@ -21,6 +22,9 @@ def predict_whole_images(checkpoint: str | Path, images: Sequence[str | Path], o
     from stage2_segment.predict import Stage2Model
 
     model = Stage2Model(checkpoint, device=device)
+    if model.needs_prior:  # before any image is read
+        raise CascadeError(f"{checkpoint}: a stage 2 model that sees a full-hand prediction cannot be the "
+                           "full-hand model itself")
     rows: dict[str, list[str]] = {}
     paths = [Path(p) for p in images]
     for start in range(0, len(paths), batch):

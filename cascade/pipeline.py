@@ -80,17 +80,19 @@ class Cascade:
             else:
                 rule = self.stage2.region_cfg if self.stage2 is not None else RegionConfig()
                 regions = [carpal_region(m, rule) for m in full]
-        probs, kept = self.stage2_probs(images, regions)
+        probs, kept = self.stage2_probs(images, regions, full)
         return [CascadeOutput(m, r, p, kept) for m, r, p in zip(full, regions, probs)]
 
-    def stage2_probs(self, images: Sequence[np.ndarray], regions: Sequence[Region]) -> tuple[list, tuple[int, ...]]:
+    def stage2_probs(self, images: Sequence[np.ndarray], regions: Sequence[Region],
+                     full: Sequence[np.ndarray] | None = None) -> tuple[list, tuple[int, ...]]:
         """Stage 2's probabilities of the plan's classes only (all that is pasted comes back from the device),
-        and the class of each channel; Nones without stage 2 or a plan."""
+        and the class of each channel; Nones without stage 2 or a plan. `full`: the full-hand masks the
+        probabilities will be pasted over, which a prior model sees."""
         if self.stage2 is None or not self.plan.classes:
             return [None] * len(images), ()
         wanted = set(self.plan.classes)
         channels = [j for j, c in enumerate(self.stage2.train_classes) if c in wanted]
-        probs = self.stage2.predict(images, regions, tta_hflip=self.tta_hflip, channels=channels)
+        probs = self.stage2.predict(images, regions, tta_hflip=self.tta_hflip, channels=channels, full=full)
         return probs, tuple(self.stage2.train_classes[j] for j in channels)
 
     def final_masks(self, out: CascadeOutput, plan: PastePlan | None = None, copy: bool = False) -> np.ndarray:

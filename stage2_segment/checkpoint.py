@@ -25,7 +25,8 @@ REQUIRED = ("format", "version", "arch", "state_dict", "encoder", "decoder_chann
             "train_classes", "paste_classes", "thresholds", "region", "preprocess", "epoch", "best_score")
 RESUME = ("optimizer", "scheduler", "scaler")
 # a checkpoint resumed under a config must agree on these, or the weights would not fit or mean something else
-SAME_FOR_RESUME = ("encoder", "decoder_channels", "input_size", "train_classes")
+SAME_FOR_RESUME = ("encoder", "decoder_channels", "input_size", "train_classes", "prior_classes")
+OPTIONAL = {"prior_classes": []}  # keys added later, with what a checkpoint made before them meant
 
 
 def plain(value):
@@ -73,8 +74,8 @@ def load_checkpoint(path: str | Path, need_resume: bool = False) -> dict:
     missing = [k for k in REQUIRED + (RESUME if need_resume else ()) if k not in ckpt]
     if missing:
         raise CascadeError(f"{path}: stage 2 checkpoint lacks {', '.join(missing)}")
-    for key in ("train_classes", "paste_classes"):
-        unknown = [c for c in ckpt[key] if c not in CLASSES]
+    for key in ("train_classes", "paste_classes", "prior_classes"):
+        unknown = [c for c in ckpt.get(key, OPTIONAL.get(key)) if c not in CLASSES]
         if unknown:
             raise CascadeError(f"{path}: {key} holds unknown class name(s) {', '.join(map(str, unknown))}")
     if not set(ckpt["paste_classes"]) <= set(ckpt["train_classes"]):
@@ -91,8 +92,9 @@ def check_same(ckpt: dict, meta: dict, path: str | Path) -> None:
         raise CascadeError(f"{path}: was trained on other images or another validation fold than this run's "
                            "(other data, fold, folds file or seed); use another run name, or resume=false")
     for key in SAME_FOR_RESUME:
-        if plain(ckpt[key]) != plain(meta[key]):
-            raise CascadeError(f"{path}: was trained with {key}={_short(ckpt[key])}, the config asks for "
+        old = ckpt.get(key, OPTIONAL.get(key))
+        if plain(old) != plain(meta[key]):
+            raise CascadeError(f"{path}: was trained with {key}={_short(old)}, the config asks for "
                                f"{_short(meta[key])} (use another run name, or resume=false to start over)")
 
 

@@ -13,6 +13,8 @@ from convert.dataset import EDGE_TOLERANCE, MAX_EDGE_TOLERANCE
 from convert.wrist_pose import TEST_BENT_SHARE
 from plumbing.values import check_fields, check_pair, check_range
 
+from .prior import PriorConfig
+
 SCHEDULERS = ("cosine", "onecycle")
 ENCODER_STRIDE = 32  # a 5-stage encoder halves the input 5 times: the side must divide by 2**5
 DECODER_DEPTH = 5    # smp's UNet with a 5-stage encoder: one decoder width per stage
@@ -100,6 +102,7 @@ class Stage2Config:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     normalize: NormalizeConfig = field(default_factory=NormalizeConfig)
     region: RegionConfig = field(default_factory=RegionConfig)
+    prior: PriorConfig = field(default_factory=PriorConfig)  # the full-hand prediction as extra input channels
     edge_tolerance: float = EDGE_TOLERANCE  # share of the side a polygon may reach past the image (convert.dataset)
 
     def __post_init__(self):

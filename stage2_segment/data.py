@@ -26,6 +26,7 @@ from .cache import Entry, EntryStore
 from .config import Stage2Config
 from .geometry import jitter_box, reach, resize_image, resize_masks, rotation_margin, scale_box
 from .model import Preprocess
+from .prior import corrupt
 
 
 @dataclass
@@ -90,15 +91,18 @@ def store_of(cfg: Stage2Config, cache_dir: Path | None) -> EntryStore:
 
 
 class TrainCrops(torch.utils.data.Dataset):
-    """(image (1, s, s) float32, labels (s, s, ceil(C / 8)) uint8 bit-packed) for one jittered, augmented crop per
-    item. The labels travel packed (29 classes: 4 bytes a pixel instead of 29, 4 MiB instead of 29 per 1024 crop
-    through the workers' shared memory) and are unpacked on the device by unpack_labels."""
+    """(image (1, s, s) float32, labels (s, s, ceil(C / 8) [+ ceil(P / 8)]) uint8 bit-packed) for one jittered,
+    augmented crop per item. The labels travel packed (29 classes: 4 bytes a pixel instead of 29, 4 MiB instead of
+    29 per 1024 crop through the workers' shared memory) and are unpacked on the device by unpack_labels. With a
+    prior (cfg.prior), its P channels (the ground truth corrupted, prior.corrupt) follow the labels' bytes and
+    move with exactly the same geometry; split_prior separates them."""
 
     def __init__(self, items: Sequence[Item], store: EntryStore, cfg: Stage2Config):
         import albumentations as A
 
         self.items, self.store = list(items), store
         self.classes = class_indices(cfg.train_classes)
+        self.prior_cfg, self.prior_classes = cfg.prior, cfg.prior.indices
         self.size, self.jitter, a = cfg.input_size, cfg.jitter, cfg.augment
         self.preprocess = preprocess_of(cfg)
         # Rotating a crop of exactly the input would bring black corners in; cut a larger one, rotate, centre-crop.
@@ -129,7 +133,11 @@ class TrainCrops(torch.utils.data.Dataset):
         box = jitter_box(entry.region, rng, self.jitter.shift, self.jitter.scale)
         big = scale_box(box, self.margin)
         image = resize_image(entry.crop_image(big), self.big)
-        masks = resize_masks(entry.crop_masks(self.classes, big, packed=True), self.big)  # 8 classes a byte
+        masks = entry.crop_masks(self.classes, big, packed=True)  # 8 classes a byte
+        if self.prior_classes:  # made wrong at native size, where the full-hand model's errors are
+            prior = corrupt(entry.crop_masks(self.prior_classes, big), self.prior_classes, self.prior_cfg, rng)
+            masks = np.concatenate([masks, np.packbits(prior.transpose(1, 2, 0), axis=-1)], axis=-1)
+        masks = resize_masks(masks, self.big)
         out = self.aug(image=image, mask=masks)
         x = torch.from_numpy(self.preprocess(np.ascontiguousarray(out["image"])))
         y = torch.from_numpy(np.ascontiguousarray(out["mask"].reshape(self.size, self.size, -1)))
@@ -145,6 +153,13 @@ def unpack_labels(packed: torch.Tensor, classes: int) -> torch.Tensor:
     bits = torch.tensor(_BITS, dtype=torch.uint8, device=packed.device)
     flags = (packed.unsqueeze(-1) & bits).ne(0).flatten(-2)[..., :classes]  # (B, s, s, C)
     return flags.permute(0, 3, 1, 2).float()
+
+
+def split_prior(packed: torch.Tensor, classes: int, prior: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """TrainCrops' packed bytes -> (labels (B, C, s, s), prior (B, P, s, s) or None) as floats."""
+    k = (classes + 7) // 8
+    labels = unpack_labels(packed[..., :k], classes)
+    return labels, (unpack_labels(packed[..., k:], prior) if prior else None)
 
 
 def val_crop(entry: Entry, classes: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:

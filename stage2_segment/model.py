@@ -11,16 +11,16 @@ import torch.nn.functional as F
 
 from plumbing.errors import CascadeError
 
-IN_CHANNELS = 1     # radiographs are grey; one channel everywhere (smp adapts pretrained first convolutions)
+IN_CHANNELS = 1     # radiographs are grey: one channel, plus one per prior class (smp adapts pretrained first convolutions)
 DICE_SMOOTH = 1.0   # keeps the soft Dice of a class absent from a whole batch finite and near 1 when predicted empty
 
 
 def build_unet(encoder: str, classes: int, decoder_channels=(256, 128, 64, 32, 16),
-               encoder_weights: str | None = None) -> torch.nn.Module:
+               encoder_weights: str | None = None, prior_channels: int = 0) -> torch.nn.Module:
     import segmentation_models_pytorch as smp
 
     try:
-        return smp.Unet(encoder_name=encoder, encoder_weights=encoder_weights, in_channels=IN_CHANNELS,
+        return smp.Unet(encoder_name=encoder, encoder_weights=encoder_weights, in_channels=IN_CHANNELS + prior_channels,
                         classes=classes, decoder_channels=tuple(decoder_channels))
     except KeyError:
         raise CascadeError(f"encoder {encoder!r} is not a segmentation-models-pytorch encoder") from None

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import yaml
 
-from convert.classes import CARPAL_INDICES
+from convert.classes import CARPAL_INDICES, CLASSES
 from convert.dataset import clip_summary
 from convert.dice import dice_per_class
 from convert.wrist_pose import mix_poses
@@ -30,10 +30,11 @@ from plumbing.parallel import bounded_map
 from . import distributed
 from .checkpoint import check_same, load_checkpoint, load_weights, make_checkpoint, plain, save_checkpoint
 from .config import Stage2Config
-from .data import (TrainCrops, class_indices, preprocess_of, scan_labelled, split_items, store_of, unpack_labels,
+from .data import (TrainCrops, class_indices, preprocess_of, scan_labelled, split_items, split_prior, store_of,
                    val_crop, write_folds)
 from .model import IN_CHANNELS, build_unet, dice_bce_loss
 from .predict import predict_crops
+from .prior import corrupt
 from .progress import EpochBar
 from .results import Results, TensorBoardScalars
 
@@ -56,7 +57,9 @@ class Stage2Run:
 def checkpoint_meta(cfg: Stage2Config) -> dict:
     """What the network is and how to feed it: everything inference reads from the checkpoint."""
     return plain({
-        "encoder": cfg.encoder, "decoder_channels": list(cfg.decoder_channels), "in_channels": IN_CHANNELS,
+        "encoder": cfg.encoder, "decoder_channels": list(cfg.decoder_channels),
+        "in_channels": IN_CHANNELS + len(cfg.prior.indices),
+        "prior_classes": [CLASSES[c] for c in cfg.prior.indices],  # the full-hand masks it sees, channel order
         "input_size": cfg.input_size, "train_classes": cfg.train_classes, "paste_classes": cfg.paste_classes,
         "paste_largest_component": cfg.paste_largest_component, "thresholds": cfg.thresholds(), "region": cfg.region,
         "preprocess": preprocess_of(cfg).as_dict(),
@@ -122,9 +125,17 @@ def validate(net: torch.nn.Module, items, store, cfg: Stage2Config, device: torc
     totals = torch.zeros(2, len(classes) + 1, dtype=torch.float64)  # per pose: Dice sums, then the image count
     shard = items[dist.rank::dist.world]
 
+    prior_classes = cfg.prior.indices
+
     def load(it):
         entry = store.get(it)
-        return (*val_crop(entry, classes), entry.bent)
+        image, truth = val_crop(entry, classes)
+        prior = None
+        if prior_classes:  # the training corruption, seeded per image: every epoch sees the same priors
+            seed = int.from_bytes(hashlib.sha1(it.name.encode()).digest()[:8], "little")
+            prior = corrupt(entry.crop_masks(prior_classes, entry.region), prior_classes, cfg.prior,
+                            np.random.default_rng([cfg.seed, seed]))
+        return image, truth, entry.bent, prior
 
     loaded = bounded_map(load, shard, max(1, cfg.workers))
     amp = cfg.amp and device.type == "cuda"
@@ -134,9 +145,10 @@ def validate(net: torch.nn.Module, items, store, cfg: Stage2Config, device: torc
         if one is not None:
             chunk.append(one)
         if chunk and (one is None or len(chunk) == cfg.val_batch):
-            probs = predict_crops(net, [c for c, _, _ in chunk], cfg.input_size, preprocess, device, cfg.tta_hflip,
-                                  cfg.val_batch, amp, cfg.channels_last)
-            for p, (_, truth, bent) in zip(probs, chunk):
+            probs = predict_crops(net, [c for c, *_ in chunk], cfg.input_size, preprocess, device, cfg.tta_hflip,
+                                  cfg.val_batch, amp, cfg.channels_last,
+                                  priors=[p for *_, p in chunk] if prior_classes else None)
+            for p, (_, truth, bent, _) in zip(probs, chunk):
                 totals[int(bent), :-1] += torch.from_numpy(dice_per_class(p >= thresholds, truth))  # as the paste does
                 totals[int(bent), -1] += 1
             chunk = []
@@ -166,7 +178,8 @@ def check_settings(cfg: Stage2Config) -> None:
     """What can be checked of the settings without data (the device, the encoder and its weights), before
     anything is read or written."""
     distributed.pick_device(cfg.device, 0)
-    build_unet(cfg.encoder, len(cfg.train_classes), cfg.decoder_channels, cfg.encoder_weights)
+    build_unet(cfg.encoder, len(cfg.train_classes), cfg.decoder_channels, cfg.encoder_weights,
+               len(cfg.prior.indices))
 
 
 def train_stage2(data: str | Path, cfg: Stage2Config, log: Callable[[str], None] = print) -> Stage2Run:
@@ -261,7 +274,8 @@ def _checkpoint_to_resume(cfg: Stage2Config, meta: dict, last_path: Path) -> dic
 
 
 def _build_net(cfg: Stage2Config, device: torch.device) -> torch.nn.Module:
-    net = build_unet(cfg.encoder, len(cfg.train_classes), cfg.decoder_channels, cfg.encoder_weights).to(device)
+    net = build_unet(cfg.encoder, len(cfg.train_classes), cfg.decoder_channels, cfg.encoder_weights,
+                     len(cfg.prior.indices)).to(device)
     return net.to(memory_format=torch.channels_last) if cfg.channels_last else net
 
 
@@ -420,7 +434,11 @@ def _train_steps(t: _Training, epoch: int, bar: EpochBar) -> tuple[float, int, f
     for step, (x, y) in enumerate(t.loader):
         wait += time.perf_counter() - start
         x = x.to(device, non_blocking=True)
-        y = unpack_labels(y.to(device, non_blocking=True), len(t.loader.dataset.classes))  # bits -> (B, C, s, s) float
+        data = t.loader.dataset
+        # bits -> (B, C, s, s) float labels, and the prior's channels beside the grey input
+        y, prior = split_prior(y.to(device, non_blocking=True), len(data.classes), len(data.prior_classes))
+        if prior is not None:
+            x = torch.cat([x, prior], 1)
         if cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=torch.float16, enabled=t.amp):

@@ -43,8 +43,8 @@ def test_stage1_pixels_need_half_of_the_votes():
 def fake_stage2(value, classes=(19, 20), path="a.pt"):
     return SimpleNamespace(
         path=Path(path), train_classes=list(classes), paste_classes=[19], thresholds=np.array([0.5, 0.4]),
-        region_cfg=RegionConfig(), largest_component=True,
-        predict=lambda images, regions, tta_hflip=False, batch=8, channels=None: [
+        region_cfg=RegionConfig(), largest_component=True, needs_prior=False,
+        predict=lambda images, regions, tta_hflip=False, batch=8, channels=None, full=None: [
             np.full((2 if channels is None else len(channels), 3, 4), value, np.float32) for _ in images])
 
 

@@ -1,0 +1,121 @@
+"""The full-hand prediction as stage 2's extra input: which classes, cut with exactly the crop's geometry, and
+the corruptions training applies so the network learns to correct a full-hand model, not to copy it.
+
+As in nnU-Net's cascade, the prior is one binary channel per chosen class beside the grey crop. Trained on
+clean ground truth, a network would copy its prior; so the prior is the ground truth made wrong the ways
+full-hand models are wrong: a bone missed, the overlapping pairs confused, boundaries too far in or out, a
+small offset, and sometimes nothing at all (a weak stage 1 that found no bone), so a prior model never does
+worse than the crop alone when its full-hand model is poor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+from convert.carpal_region import FOREARM, METACARPALS
+from convert.classes import CARPAL_INDICES, CLASS_INDEX, CLASSES
+from plumbing.values import check_pair, check_range
+
+from .geometry import Box, crop_padded
+
+# named sets of prior classes; a list of class names also works
+PRESETS = {
+    "none": (),
+    "carpals": CARPAL_INDICES,
+    "neighbours": tuple(sorted(CARPAL_INDICES + METACARPALS + FOREARM)),  # the carpals and the bones around them
+    "all": tuple(range(len(CLASSES))),
+}
+# the pairs whose labels overlap and that full-hand models confuse most (data-format.md, lessons.md)
+SWAP_PAIRS = ((CLASS_INDEX["Trapezium"], CLASS_INDEX["Trapezoid"]), (CLASS_INDEX["Triquetrum"], CLASS_INDEX["Pisiform"]))
+
+
+@dataclass
+class PriorConfig:
+    """`classes: none` keeps the crop-only model. Probabilities are per training crop (drop, swap per class or
+    pair); the validation prior is the same corruption with a fixed seed per image."""
+
+    classes: str | list[str] = "none"      # none, carpals, neighbours (carpals + metacarpals + forearm), all, or names
+    empty_prob: float = 0.15               # the whole prior empty: a full-hand model that found nothing here
+    wrong_prob: float = 0.1                # mostly wrong: every channel moved far off (a region on the wrong bones)
+    drop_prob: float = 0.15                # per class: its mask missing (a bone the full-hand model did not find)
+    swap_prob: float = 0.2                 # per overlapping pair: the two masks exchanged
+    morph_prob: float = 0.5                # per class: grown, shrunk, opened or closed
+    morph_radius: tuple[int, int] = (1, 4)  # pixels of the native image (real 2048 px films: 1-10)
+    shift_px: int = 3                      # per class: moved up to this many native pixels each way
+
+    def __post_init__(self):
+        if isinstance(self.classes, str):
+            if self.classes not in PRESETS:
+                raise ValueError(f"classes: need one of {', '.join(PRESETS)} or a list of class names, "
+                                 f"got {self.classes!r}")
+        else:
+            self.classes = [str(c) for c in self.classes]
+            unknown = [c for c in self.classes if c not in CLASS_INDEX]
+            if unknown:
+                raise ValueError(f"classes: unknown class(es) {', '.join(unknown)}")
+            if len(set(self.classes)) != len(self.classes):
+                raise ValueError("classes: a class is listed twice")
+        for key in ("empty_prob", "wrong_prob", "drop_prob", "swap_prob", "morph_prob"):
+            check_range(key, getattr(self, key), 0, 1)
+        check_pair("morph_radius", self.morph_radius)
+        check_range("morph_radius", self.morph_radius[0], 1)
+        check_range("shift_px", self.shift_px, 0)
+
+    @property
+    def indices(self) -> list[int]:
+        """The prior's classes (indices into CLASSES), in class order: channel j is CLASSES[indices[j]]."""
+        if isinstance(self.classes, str):
+            return list(PRESETS[self.classes])
+        return sorted(CLASS_INDEX[c] for c in self.classes)
+
+
+def cut_prior(full: np.ndarray, classes: Sequence[int], box: Box) -> np.ndarray:
+    """(29, H, W) full-hand masks -> (len(classes), h, w) uint8 of box, zero where the box leaves the image: the
+    same pixels the grey crop of box holds."""
+    return crop_padded(np.asarray(full[list(classes)], np.uint8), box)
+
+
+def corrupt(masks: np.ndarray, classes: Sequence[int], cfg: PriorConfig, rng: np.random.Generator) -> np.ndarray:
+    """(P, h, w) {0,1} ground-truth masks of `classes` -> the same shape and classes, made wrong at random as a
+    full-hand model would be (see the module's note). The input is not changed."""
+    out = np.array(masks, np.uint8, copy=True)
+    if rng.random() < cfg.empty_prob:
+        return np.zeros_like(out)
+    position = {c: j for j, c in enumerate(classes)}
+    for a, b in SWAP_PAIRS:
+        if a in position and b in position and rng.random() < cfg.swap_prob:
+            out[[position[a], position[b]]] = out[[position[b], position[a]]]
+    far = rng.random() < cfg.wrong_prob
+    h, w = out.shape[-2:]
+    for j in range(len(out)):
+        if rng.random() < cfg.drop_prob:
+            out[j] = 0
+            continue
+        if rng.random() < cfg.morph_prob:
+            out[j] = _morph(out[j], int(rng.integers(cfg.morph_radius[0], cfg.morph_radius[1] + 1)),
+                            int(rng.integers(4)))
+        limit = max(h, w) // 3 if far else cfg.shift_px  # far: a third of the crop, onto other bones
+        if limit:
+            out[j] = _shift(out[j], *(int(v) for v in rng.integers(-limit, limit + 1, 2)))
+    return out
+
+
+def _morph(mask: np.ndarray, radius: int, kind: int) -> np.ndarray:
+    """Grown (0), shrunk (1), opened (2) or closed (3) by a disc of the radius."""
+    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+    op = (cv2.MORPH_DILATE, cv2.MORPH_ERODE, cv2.MORPH_OPEN, cv2.MORPH_CLOSE)[kind]
+    return cv2.morphologyEx(mask, op, disc)
+
+
+def _shift(mask: np.ndarray, dx: int, dy: int) -> np.ndarray:
+    """Moved by (dx, dy) pixels, zero where it comes in from outside."""
+    out = np.zeros_like(mask)
+    h, w = mask.shape
+    ys, yd = (slice(0, h - dy), slice(dy, h)) if dy >= 0 else (slice(-dy, h), slice(0, h + dy))
+    xs, xd = (slice(0, w - dx), slice(dx, w)) if dx >= 0 else (slice(-dx, w), slice(0, w + dx))
+    out[yd, xd] = mask[ys, xs]
+    return out
