@@ -28,8 +28,8 @@ if TYPE_CHECKING:
 @dataclass
 class DemoConfig:
     patients: int = 24
-    test_patients: int = 8
-    bent_share: float = 0.11        # of the training images, as in the real training set
+    test_patients: int = 3
+    bent_share: float | None = None  # of the training images (None: each image draws; the real set: 0.11)
     test_bent_share: float = TEST_BENT_SHARE  # of the test images, as in the real test set
     size: int = 512
     seed: int = 0
@@ -51,7 +51,8 @@ class DemoConfig:
                          ("overlays", 0)):
             check_range(key, getattr(self, key), low)
         check_range("size", self.size, MIN_SIZE, MAX_SIZE, why="what synth generates")
-        check_range("bent_share", self.bent_share, 0, 1)
+        if self.bent_share is not None:
+            check_range("bent_share", self.bent_share, 0, 1)
         check_range("test_bent_share", self.test_bent_share, 0, 1)
         check_range("fold", self.fold, 0, self.folds, hi_open=True, why="folds")
         # every fold needs a patient, or a split comes out empty
@@ -166,7 +167,8 @@ def _generate_data(demo: _Demo) -> None:
     cfg = demo.cfg
     generate(demo.data, cfg.patients, cfg.test_patients, size=cfg.size, seed=cfg.seed, cfg=demo.synth_cfg,
              overwrite=True, bent_share=cfg.bent_share, test_bent_share=cfg.test_bent_share, test_labels=True)
-    demo.step(f"generated {2 * cfg.patients} labelled images ({cfg.bent_share:.0%} bent wrists) + "
+    share = "each drawn" if cfg.bent_share is None else f"{cfg.bent_share:.0%}"
+    demo.step(f"generated {2 * cfg.patients} labelled images (bent wrists: {share}) + "
               f"{2 * cfg.test_patients} test images ({cfg.test_bent_share:.0%} bent; their labels apart in "
               f"{demo.test_labels}, read only to score the final submission) in {demo.data}")
 
@@ -312,9 +314,11 @@ def _draw_overlays(demo: _Demo, held: list, stage1: Path, stage2: Path) -> None:
 
 def side_by_side(over_stage1, over_base):
     """One table of both evaluations of the same held-out images: stage 1 and the cascade over it, then the
-    base and the cascade over it (its columns renamed `cascade_over_base...`). The region hit rate is stage 1's."""
+    base and the cascade over it (its columns renamed `cascade_over_base...`), with the region hit rate of both
+    region sources: stage 1's and the base's."""
     if over_stage1.images != over_base.images:
         raise CascadeError("the two evaluations scored different images")
     renamed = {("base" if m == "base" else m.replace("cascade", "cascade_over_base", 1)): v
                for m, v in over_base.dice.items()}
-    return replace(over_stage1, dice={**over_stage1.dice, **renamed})
+    return replace(over_stage1, dice={**over_stage1.dice, **renamed}, regions_of="stage 1",
+                   more_regions={"base": (over_base.hits, over_base.sources)})

@@ -52,6 +52,8 @@ class Scores:
     curves: dict[int, list[np.ndarray]] = field(default_factory=dict)  # pasted class -> per image, Dice per SETTING
     clips: list[Clip] = field(default_factory=list)  # label polygons cut to their image (within the edge tolerance)
     oriented: list[str] = field(default_factory=list)  # images with an EXIF orientation tag, read as stored
+    regions_of: str = ""  # whose regions `hits` and `sources` record (stage 1's or the base's), when told
+    more_regions: dict[str, tuple[list[bool], Counter]] = field(default_factory=dict)  # other sources' hits, sources
 
     def add(self, name: str, truth: np.ndarray, predictions: dict[str, np.ndarray], region=None,
             patient: str = "") -> None:

@@ -33,9 +33,12 @@ def write_report(scores: Scores, out: str | Path, plan: PastePlan | None = None,
     lines = [f"# {title or 'Dice on held-out patients'}", "",
              f"{len(scores.images)} images, Dice at native resolution, averaged over images.", "",
              scores.markdown(4), ""]
-    if scores.hits:
-        lines.append(f"Carpal-region hit rate (all 8 carpal bones inside the region): {scores.hit_rate:.3f}; "
-                     f"region sources: {dict(scores.sources)}.")
+    regions = {scores.regions_of: (scores.hits, scores.sources), **scores.more_regions}
+    for whose, (hits, sources) in regions.items():
+        if hits:
+            of = f" of {whose}'s regions" if whose else ""
+            lines += [f"Carpal-region hit rate{of} (all 8 carpal bones inside the region): {np.mean(hits):.3f}; "
+                      f"region sources: {dict(sources)}.", ""]
     if "cascade_tuned" in scores.dice:
         lines.append("cascade_tuned: each pasted class at its tuned threshold, with every blob or only the "
                      "largest, scored honestly: the held-out patients are split in two halves and each half is "

@@ -180,6 +180,8 @@ def test_demo_runs_end_to_end_on_a_tiny_config_and_again_into_the_same_folder(tm
     columns = pd.read_csv(tmp_path / "demo" / "evaluation" / "dice.csv").columns
     assert {"stage1_dice", "cascade_dice", "base_dice", "cascade_over_base_dice"} <= set(columns)
     assert "[11/11]" in result.output
+    report = (tmp_path / "demo" / "evaluation" / "dice.md").read_text()
+    assert "hit rate of stage 1's regions" in report and "hit rate of base's regions" in report
     test_dice = pd.read_csv(tmp_path / "demo" / "test_scores" / "dice.csv", index_col="class")
     assert list(test_dice.columns) == ["base_dice", "cascade_dice"]
     assert list(test_dice.index[-2:]) == ["mean", "carpal_mean"] and len(test_dice) == 31
