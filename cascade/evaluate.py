@@ -237,6 +237,11 @@ def _check_runs(runs, folds: list[int], base) -> None:
         for path in paths_of(stage1 or []) + (paths_of(stage2) if stage2 is not None else []):
             if not Path(path).is_file():
                 raise DataError(path, "model file not found")
+    from stage1_detect.safe_load import check_stage1_file
+
+    for _, stage1, _ in runs:  # every fold's, before the first fold is scored (ultralytics would run their code)
+        for path in paths_of(stage1 or []):
+            check_stage1_file(path)
 
 
 def _checked_base(base, items: dict, folds_file):

@@ -17,6 +17,7 @@ from convert.images import to_gray_uint8
 from plumbing.errors import CascadeError
 
 from .box_masks import BoxMasks
+from .safe_load import check_stage1_file
 from .threads import threads_kept
 from .weights import META_KEY
 
@@ -98,6 +99,7 @@ class Stage1Model:
                                                  if weights.is_dir() else "stage 1 weights not found"))
         if weights.suffix != ".pt":
             raise CascadeError(f"{weights}: expected the .pt weights written by `cascade train-stage1`")
+        check_stage1_file(weights)  # before ultralytics unpickles it with weights_only=False
         try:
             self.model = YOLO(str(weights), task="segment")
             names = self.model.names

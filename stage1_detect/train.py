@@ -21,6 +21,7 @@ from plumbing.errors import DataError
 
 from .config import Stage1Config, resolve_model
 from .threads import all_threads_while_training, threads_kept
+from .safe_load import check_stage1_file
 from .weights import embed_meta
 
 PRIOR_SIDE = 256  # label polygons are rasterised this small to measure the region prior: a box needs no detail
@@ -142,7 +143,12 @@ def check_settings(cfg: Stage1Config) -> str:
     """What can be checked of the settings without data (ultralytics' arguments, the device, the model name or
     file), before anything is read or written; returns the model file."""
     check_ultralytics_args(cfg.ultralytics, "stage 1 settings")
-    return resolve_model(cfg.model)
+    model_file = resolve_model(cfg.model)
+    # every .pt ultralytics would unpickle (it does so with weights_only=False): the model, `pretrained=`, `resume=`
+    for weights in (model_file, cfg.ultralytics.get("pretrained"), cfg.ultralytics.get("resume")):
+        if isinstance(weights, str) and weights.endswith(".pt") and Path(weights).is_file():
+            check_stage1_file(weights)
+    return model_file
 
 
 def train_stage1(data: str | Path, cfg: Stage1Config) -> Stage1Run:
