@@ -18,6 +18,7 @@ from convert.images import IMAGE_SUFFIXES
 from convert.masks import class_masks
 from plumbing import offline
 from plumbing.errors import DataError
+from plumbing.run_lock import run_lock
 
 from .config import Stage1Config, resolve_model
 from .threads import all_threads_while_training, threads_kept
@@ -168,7 +169,9 @@ def train_stage1(data: str | Path, cfg: Stage1Config) -> Stage1Run:
     model.add_callback("on_pretrain_routine_start", _amp_check_without_download)
     if args.get("project"):  # ultralytics puts a relative project under its own settings' runs_dir, not here
         args["project"] = str(Path(args["project"]).resolve())
-    with threads_kept() as threads:
+    # one writer per run folder (ultralytics would share project/name between two runs with exist_ok)
+    with run_lock(Path(args.get("project") or "runs/segment") / str(args.get("name") or "train")), \
+            threads_kept() as threads:
         model.add_callback("on_train_start", all_threads_while_training(threads))
         model.train(data=str(yaml_path), **args)
     run_dir = Path(model.trainer.save_dir)

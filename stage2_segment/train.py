@@ -6,6 +6,7 @@ continues after its epoch with its optimizer, scheduler and scaler states; `resu
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import math
@@ -26,6 +27,7 @@ from plumbing import offline
 from plumbing.atomic import check_output, write_text
 from plumbing.errors import CascadeError
 from plumbing.parallel import bounded_map
+from plumbing.run_lock import run_lock
 
 from . import distributed
 from .checkpoint import check_same, load_checkpoint, load_weights, make_checkpoint, plain, save_checkpoint
@@ -175,7 +177,9 @@ def train_stage2(data: str | Path, cfg: Stage2Config, log: Callable[[str], None]
     split = split_items(found, cfg)
     dist, device = distributed.setup(cfg.device)
     try:
-        return _train(data, cfg, split, dist, device, log if dist.main else (lambda _: None))
+        # one writer per run folder: a second training under the same name is refused, not interleaved
+        with run_lock(cfg.run_dir, log) if dist.main else contextlib.nullcontext():
+            return _train(data, cfg, split, dist, device, log if dist.main else (lambda _: None))
     finally:
         distributed.teardown(dist)
 
