@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import re
 from dataclasses import dataclass, field
@@ -185,7 +186,7 @@ def _read_header_and_count_fields(path: Path, problem: Callable[[str], None]) ->
     # pandas' read_csv, which reads the file here and most likely in the scorer, drops a leading UTF-8
     # byte-order mark (Excel writes one), so utf-8-sig accepts the same files.
     try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
+        with open(path, newline="", encoding="utf-8-sig") as f, _fields_of_any_size():
             reader = csv.reader(f)
             header = next(reader, None)
             if header is not None and tuple(header) == HEADER:
@@ -201,6 +202,20 @@ def _read_header_and_count_fields(path: Path, problem: Callable[[str], None]) ->
     except (UnicodeDecodeError, csv.Error) as exc:
         raise DataError(path, f"not a text CSV file ({type(exc).__name__})") from None
     return header
+
+
+# csv's reader refuses a field past 131,072 characters by default; one mask's RLE can be far longer (a 2048 x
+# 2048 mask of alternating pixels has about 2 million runs, some 30 MB of text). The C long limit on every platform.
+MAX_FIELD = 2**31 - 1
+
+
+@contextlib.contextmanager
+def _fields_of_any_size():
+    previous = csv.field_size_limit(MAX_FIELD)
+    try:
+        yield
+    finally:
+        csv.field_size_limit(previous)
 
 
 def _header_problem(header: list[str] | None) -> str:
