@@ -16,7 +16,7 @@ from . import rle
 from plumbing.atomic import atomic_path, check_output
 from .classes import CLASSES, NUM_CLASSES
 from plumbing.errors import DataError
-from .images import IMAGE_SUFFIXES, read_image
+from .images import is_image_file, read_image
 
 HEADER = ("image_name", "class", "rle")
 
@@ -120,7 +120,7 @@ def list_images(folder: str | Path) -> list[Path]:
     if not folder.is_dir():
         raise DataError(folder, "is a file; expected the folder of test images" if folder.exists()
                         else "image folder not found")
-    paths = sorted((p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES),
+    paths = sorted((p for p in folder.rglob("*") if is_image_file(p)),  # a broken link too: reported when read
                    key=lambda p: p.name)
     if not paths:
         raise DataError(folder, "no images found (PNG or JPEG, directly or in sub-folders)")
