@@ -14,6 +14,7 @@ from configs import build
 from convert.carpal_region import Region, RegionConfig, carpal_region
 from convert.classes import NUM_CLASSES
 from convert.images import to_gray_uint8
+from plumbing.devices import check_available
 from plumbing.errors import CascadeError
 
 from .box_masks import BoxMasks
@@ -120,6 +121,7 @@ class Stage1Model:
             raise CascadeError(f"device {self.device!r}: expected cpu, cuda or cuda:N") from None
         if kind == "cuda" and not torch.cuda.is_available():
             raise CascadeError(f"device {self.device!r}: no CUDA GPU here (use --device cpu)")
+        check_available(torch.device(self.device), self.device)
         self.predictor = _top_instance_predictor() if top_instance_only else None
         half = torch.device(self.device).type == "cuda" if half is None else half
         from ultralytics.cfg import DEFAULT_CFG_DICT

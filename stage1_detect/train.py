@@ -117,6 +117,8 @@ def check_ultralytics_args(args: dict, where: str) -> None:
         raise DataError(where, f"device {device!r}: expected cpu, a GPU index (0) or indices (0,1,2,3)")
     import torch
 
+    if text == "mps" and not torch.backends.mps.is_available():
+        raise DataError(where, f"device {device!r}: this build of torch or this machine has no MPS (use device=cpu)")
     if text not in ("cpu", "mps") and not torch.cuda.is_available():
         raise DataError(where, f"device {device!r}: no CUDA GPU here (use device=cpu)")
 
