@@ -19,6 +19,7 @@ from convert.masks import class_masks
 from plumbing import offline
 from plumbing.errors import DataError
 from plumbing.run_lock import run_lock
+from plumbing.values import MAX_EPOCHS
 
 from .config import Stage1Config, resolve_model
 from .threads import all_threads_while_training, threads_kept
@@ -106,6 +107,9 @@ def check_ultralytics_args(args: dict, where: str) -> None:
         get_cfg(overrides={k: v for k, v in args.items() if k != "device"})
     except (TypeError, ValueError, SyntaxError) as exc:
         raise DataError(where, str(exc).strip().splitlines()[0]) from None
+    epochs = args.get("epochs")
+    if isinstance(epochs, (int, float)) and not 1 <= epochs <= MAX_EPOCHS:
+        raise DataError(where, f"epochs {epochs!r}: need 1 <= epochs <= {MAX_EPOCHS} (more is a typo, not a schedule)")
     imgsz = args.get("imgsz")  # ultralytics checks it only once training has set up (and written its folder)
     if imgsz is not None and (type(imgsz) is not int or imgsz < 32):
         raise DataError(where, f"imgsz {imgsz!r}: expected a whole number of pixels, at least 32")
