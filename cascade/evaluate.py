@@ -364,6 +364,9 @@ def run_evaluation(data: str | Path, out: str | Path, folds_file: str | Path | N
     if out.exists() and not out.is_dir():
         raise CascadeError(f"{out}: expected a folder for the report")
     check_output(out / "dice.csv", [submission, base])
+    from .report import check_report_folder
+
+    check_report_folder(out)  # before the scoring, not after it
     if submission is not None and (stage1 or stage2 or tta or base):
         raise CascadeError("--submission scores a CSV: drop --stage1, --stage2, --base and --tta, or drop "
                            "--submission")
