@@ -40,6 +40,20 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+def save_torch(obj, path: str | Path) -> None:
+    """torch.save, atomically, through a Python file: a full disk is then an OSError that atomic_path names by
+    `path` (torch's own writer, given a path, raises a RuntimeError naming nothing), and the previous file stays."""
+    import torch
+
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        try:
+            torch.save(obj, f)
+        except RuntimeError as exc:  # torch's writer fails again on closing, hiding the OSError of the write
+            if isinstance(exc.__context__, OSError):
+                raise exc.__context__ from None
+            raise
+
+
 def write_text(path: str | Path, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
@@ -90,8 +104,8 @@ def atomic_dir(out: str | Path) -> Iterator[Path]:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = partial_dir(out)
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
     try:
+        tmp.mkdir()
         yield tmp
         replace_dir(tmp, out)
     except OSError as exc:

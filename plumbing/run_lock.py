@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Callable, Iterator
 
-from .errors import CascadeError
+from .errors import CascadeError, DataError
 from .leftovers import HOST
 
 
@@ -42,10 +42,13 @@ def run_lock(folder: str | Path, note: Callable[[str], None] = _note) -> Iterato
         previous = os.read(fd, 4096).decode("utf-8", "replace").strip()
         if previous:  # the lock file of an owner that ended without removing it: it died
             note(f"note: {folder}: taking over the lock of a run that is no longer running ({_owner(previous)})")
-        os.lseek(fd, 0, os.SEEK_SET)
-        os.ftruncate(fd, 0)
-        os.write(fd, json.dumps({"pid": os.getpid(), "host": HOST, "started": time.time()}).encode())
-        os.fsync(fd)
+        try:
+            os.lseek(fd, 0, os.SEEK_SET)
+            os.ftruncate(fd, 0)
+            os.write(fd, json.dumps({"pid": os.getpid(), "host": HOST, "started": time.time()}).encode())
+            os.fsync(fd)
+        except OSError as exc:  # a full disk: the folder the run was to write is named
+            raise DataError(folder, f"cannot write its lock file {path.name} ({exc.strerror or exc})") from None
         yield path
     finally:
         with contextlib.suppress(OSError):
