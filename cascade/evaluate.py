@@ -239,6 +239,11 @@ def _check_runs(runs, folds: list[int], base) -> None:
         for path in paths_of(stage1 or []) + (paths_of(stage2) if stage2 is not None else []):
             if not Path(path).is_file():
                 raise DataError(path, "model file not found")
+    from stage1_detect.safe_load import check_stage1_file
+
+    for _, stage1, _ in runs:  # every fold's, before the first fold is scored (ultralytics would run their code)
+        for path in paths_of(stage1 or []):
+            check_stage1_file(path)
 
 
 def _checked_base(base, items: dict, folds_file):
@@ -381,6 +386,9 @@ def run_evaluation(data: str | Path, out: str | Path, folds_file: str | Path | N
     if out.exists() and not out.is_dir():
         raise CascadeError(f"{out}: expected a folder for the report")
     check_output(out / "dice.csv", [submission, base])
+    from .report import check_report_folder
+
+    check_report_folder(out)  # before the scoring, not after it
     if submission is not None and (stage1 or stage2 or tta or base):
         raise CascadeError("--submission scores a CSV: drop --stage1, --stage2, --base and --tta, or drop "
                            "--submission")

@@ -14,6 +14,7 @@ from convert.carpal_region import Region
 from convert.classes import CLASS_INDEX, CLASSES
 from plumbing.atomic import write_text
 from plumbing.errors import DataError
+from plumbing.values import shorten
 
 
 @dataclass(frozen=True)
@@ -43,22 +44,34 @@ class PastePlan:
     def load(cls, path: str | Path) -> "PastePlan":
         try:
             doc = json.loads(Path(path).read_text())
-            names = [*doc["paste_classes"], *doc.get("thresholds", {}), *(doc.get("largest_component") or [])]
         except FileNotFoundError:
             raise DataError(path, "paste file not found (it is written by `cascade evaluate`)") from None
-        except (ValueError, KeyError, TypeError):
-            raise DataError(path, "not a paste file (expected JSON with a 'paste_classes' list of class "
-                                  "names)") from None
-        unknown = [str(n) for n in names if n not in CLASS_INDEX]
-        if unknown:
-            raise DataError(path, f"unknown class name(s) {', '.join(unknown)}")
-        thresholds = doc.get("thresholds", {})
+        except IsADirectoryError:
+            raise DataError(path, "is a folder, not a paste file") from None
+        except (ValueError, OSError) as exc:
+            raise DataError(path, f"not a paste file (not JSON: {type(exc).__name__})") from None
+        if not isinstance(doc, dict) or "paste_classes" not in doc:
+            raise DataError(path, "not a paste file (expected JSON with a 'paste_classes' list of class names)")
+        classes = _class_list(doc["paste_classes"], "paste_classes", path)
+        thresholds = doc.get("thresholds") or {}
+        if not isinstance(thresholds, dict):
+            raise DataError(path, "thresholds: expected a mapping of class name to probability")
+        _class_list(list(thresholds), "thresholds", path)
         if not all(type(t) in (int, float) and 0.0 <= t <= 1.0 for t in thresholds.values()):
             raise DataError(path, "thresholds must be probabilities within 0..1")
-        thresholds = {CLASS_INDEX[name]: float(t) for name, t in thresholds.items()}
         largest = doc.get("largest_component")
-        largest = None if largest is None else tuple(CLASS_INDEX[name] for name in largest)
-        return cls(tuple(CLASS_INDEX[name] for name in doc["paste_classes"]), thresholds, largest, str(path))
+        largest = None if largest is None else _class_list(largest, "largest_component", path)
+        return cls(classes, {CLASS_INDEX[name]: float(t) for name, t in thresholds.items()}, largest, str(path))
+
+
+def _class_list(value, key: str, path) -> tuple[int, ...]:
+    """A paste file's list of class names -> class indices; anything else is one line naming the file."""
+    if not isinstance(value, list) or not all(isinstance(n, str) for n in value):
+        raise DataError(path, f"{key}: expected a list of class names, got {shorten(json.dumps(value), 60)}")
+    unknown = [n for n in value if n not in CLASS_INDEX]
+    if unknown:
+        raise DataError(path, f"unknown class name(s) {', '.join(shorten(n, 40) for n in unknown[:5])}")
+    return tuple(CLASS_INDEX[n] for n in value)
 
 
 def largest_component(mask: np.ndarray) -> np.ndarray:

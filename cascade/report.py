@@ -9,7 +9,8 @@ import numpy as np
 
 from convert.classes import CLASSES
 from convert.wrist_pose import BENT_DEGREES, TEST_BENT_SHARE
-from plumbing.atomic import atomic_path, write_text
+from plumbing.atomic import atomic_dir, atomic_path, write_text
+from plumbing.errors import DataError
 
 from .evaluate import Scores, markdown_table
 from .paste import PastePlan
@@ -21,11 +22,32 @@ def table_csv(table) -> str:
     return buf.getvalue()
 
 
+REPORT_FILES = ("dice.csv", "pose.csv", "dice.md", "dice.png", "paste.json")
+
+
+def check_report_folder(out: str | Path) -> None:
+    """The report replaces its folder whole: a folder holding anything else is refused (before any scoring)."""
+    out = Path(out)
+    if out.is_dir():
+        foreign = sorted(p.name for p in out.iterdir() if p.name not in REPORT_FILES)
+        if foreign:
+            raise DataError(out, f"holds {foreign[0]}, which no report wrote; the report replaces its folder whole, "
+                                 "so give a new or empty folder")
+
+
 def write_report(scores: Scores, out: str | Path, plan: PastePlan | None = None, title: str = "",
                  bent_share: float | None = TEST_BENT_SHARE) -> dict[str, Path]:
-    """`bent_share` must be the one the plan was chosen with (evaluate_folds')."""
+    """The report folder, whole or not at all: written beside `out`, then swapped in (a failure midway leaves
+    the previous report as it was). `bent_share` must be the one the plan was chosen with (evaluate_folds')."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    check_report_folder(out)
+    with atomic_dir(out) as folder:
+        paths = _write_report(scores, folder, plan, title, bent_share)
+    return {key: out / path.name for key, path in paths.items()}
+
+
+def _write_report(scores: Scores, out: Path, plan: PastePlan | None, title: str,
+                  bent_share: float | None) -> dict[str, Path]:
     table, poses = scores.table(), scores.pose_table(bent_share)
     paths = {"csv": out / "dice.csv", "pose": out / "pose.csv", "markdown": out / "dice.md", "chart": out / "dice.png"}
     write_text(paths["csv"], table_csv(table))
@@ -65,8 +87,6 @@ def write_report(scores: Scores, out: str | Path, plan: PastePlan | None = None,
         over = "the base submission" if "base" in scores.dice else "stage 1"
         plan.save(paths["paste"], note=f"classes whose Dice stage 2 raised over {over} on the held-out fold, "
                                        "with the settings (threshold, largest blob) that scored best there")
-    else:  # an earlier run's plan in the same folder would pass for this run's
-        (out / "paste.json").unlink(missing_ok=True)
     write_text(paths["markdown"], "\n".join(lines) + "\n")
     _chart(table, paths["chart"], title)
     return paths

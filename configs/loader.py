@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import reprlib
 import types
 import typing
 from pathlib import Path
@@ -30,7 +31,7 @@ def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
         if not sep or not key.strip():
             raise CascadeError(f"override {pair!r} is not key=value")
         try:
-            out[key.strip()] = yaml.safe_load(value) if value.strip() else None
+            out[key.strip()] = read_yaml(value, f"override {shorten(pair)!r}") if value.strip() else None
         except yaml.YAMLError as exc:
             raise CascadeError(f"override {pair!r}: value is not valid YAML ({str(exc).splitlines()[0]})") from None
     return out
@@ -79,11 +80,85 @@ def _describe(hint: Any) -> str:
     return getattr(hint, "__name__", str(hint))
 
 
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxtuple, _REPR.maxdict = 3, 8, 8, 8
+_REPR.maxstring = _REPR.maxother = 60
+
+
 def _show(value: Any) -> str:
-    """A value as YAML would write it, cut short if long."""
+    """A value as YAML would write it, cut short if long; a huge value is never rendered whole to be cut."""
     if value is None or isinstance(value, bool):
         return {None: "null", True: "true", False: "false"}[value]
-    return shorten(repr(value))
+    return shorten(_REPR.repr(value))
+
+
+# --- reading YAML: no repeated keys, no aliases that expand past any real config --------------------------------
+
+MAX_NODES = 100_000  # values in a config once its aliases are expanded; the largest default has a few hundred
+
+
+class _Duplicate(Exception):
+    def __init__(self, key: Any, first: int, again: int):
+        super().__init__(key)
+        self.key, self.first, self.again = key, first, again
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader refusing a key repeated in one mapping (PyYAML keeps the last value, silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            lines: dict = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(key_node, yaml.ScalarNode):
+                    continue  # `<<: *base` overrides by design; complex keys are left to the type checks
+                key = self.construct_object(key_node)
+                line = key_node.start_mark.line + 1
+                if key in lines:
+                    raise _Duplicate(key, lines[key], line)
+                lines[key] = line
+        return super().construct_mapping(node, deep)
+
+
+def read_yaml(text: str, where: str) -> Any:
+    """YAML text -> plain values; a repeated key or an alias bomb is a DataError naming `where`."""
+    try:
+        doc = yaml.load(text, Loader=_Loader)  # noqa: S506  (a SafeLoader)
+    except _Duplicate as exc:
+        raise DataError(where, f"line {exc.again}: key {_show(exc.key)} repeats the one of line {exc.first} (a "
+                               "repeated key would silently replace the first value)") from None
+    try:
+        _count_nodes(doc, {}, set())
+    except _TooBig as exc:
+        raise DataError(where, str(exc)) from None
+    return doc
+
+
+class _TooBig(Exception):
+    pass
+
+
+def _count_nodes(value: Any, sizes: dict, active: set) -> int:
+    """Values in `value` with every alias expanded, counted without expanding any (each shared list once)."""
+    if not isinstance(value, (list, dict)):
+        return 1
+    key = id(value)
+    if key in sizes:
+        return sizes[key]
+    if key in active:
+        raise _TooBig("an alias refers to itself (a recursive value has no end)")
+    if len(active) > 100:
+        raise _TooBig("values nested more than 100 deep")
+    active.add(key)
+    total = 1
+    for item in (value.values() if isinstance(value, dict) else value):
+        total += _count_nodes(item, sizes, active)
+        if total > MAX_NODES:
+            raise _TooBig(f"its aliases expand to more than {MAX_NODES:,} values (an alias bomb?); write the "
+                          "values out")
+    active.discard(key)
+    sizes[key] = total
+    return total
 
 
 def _check(value: Any, hint: Any, key: str, where: str) -> Any:
@@ -181,7 +256,7 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: Sequenc
     if path is not None:
         where = str(path)
         try:
-            doc = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+            doc = read_yaml(Path(path).read_text(encoding="utf-8"), where)
         except FileNotFoundError:
             raise DataError(path, "config file not found") from None
         except IsADirectoryError:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -18,7 +19,7 @@ from .classes import CLASS_INDEX, CLASSES, NUM_CLASSES
 from plumbing.errors import DataError, Problem
 from plumbing.parallel import bounded_map
 from plumbing.values import shorten
-from .images import AS_STORED, IMAGE_SUFFIXES, image_hw, read_image_oriented
+from .images import AS_STORED, IMAGE_SUFFIXES, image_hw, is_broken_link, read_image_oriented
 
 IMAGE_DIR = "DCM"
 LABEL_DIR = "outputs_json"
@@ -111,7 +112,7 @@ def _files(folder: Path, suffixes: Sequence[str]) -> dict[tuple[str, str], Path]
     """(patient, stem) -> path for files one level below folder."""
     found = {}
     for path in sorted(folder.glob("*/*")):
-        if path.is_file() and path.suffix.lower() in suffixes:
+        if (path.is_file() or is_broken_link(path)) and path.suffix.lower() in suffixes:  # a broken link: reported
             found[(path.parent.name, path.stem)] = path
     return found
 
@@ -234,6 +235,8 @@ def _annotation_list(path: Path) -> tuple[list, str | None]:
     try:
         doc = json.loads(path.read_bytes())
     except FileNotFoundError:
+        if is_broken_link(path):
+            return [], f"broken symbolic link (its target {os.readlink(path)} does not exist)"
         return [], "annotation file not found"
     except OSError as exc:
         if isinstance(exc, IsADirectoryError) or path.is_dir():

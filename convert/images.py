@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import cv2
@@ -44,6 +45,8 @@ def read_image_oriented(path: str | Path) -> tuple[np.ndarray, int]:
     """read_image, and the file's EXIF orientation tag (AS_STORED when it has none); the pixels are as stored."""
     path = Path(path)
     if not path.is_file():
+        if is_broken_link(path):
+            raise DataError(path, f"broken symbolic link (its target {os.readlink(path)} does not exist)")
         raise DataError(path, "is a folder; expected an image file" if path.is_dir() else "image file not found")
     # imdecode on bytes (not imread) so that non-ASCII paths work and truncation is detected the same way;
     # IMREAD_UNCHANGED also leaves the pixels as stored whatever their EXIF orientation (imread would turn them).
@@ -52,6 +55,17 @@ def read_image_oriented(path: str | Path) -> tuple[np.ndarray, int]:
     if image is None or image.size == 0:
         raise DataError(path, "cannot decode image (corrupt, truncated or not an image)")
     return image, _orientation(data)
+
+
+def is_broken_link(path: Path) -> bool:
+    """A symbolic link whose target is gone: listed with the images (and reported when read), never skipped
+    silently."""
+    return path.is_symlink() and not path.exists()
+
+
+def is_image_file(path: Path) -> bool:
+    """A file (or a broken link) named like an image."""
+    return path.suffix.lower() in IMAGE_SUFFIXES and (path.is_file() or is_broken_link(path))
 
 
 def orientation_summary(paths: list[str]) -> str | None:

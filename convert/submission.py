@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import re
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ from . import rle
 from plumbing.atomic import atomic_path, check_output
 from .classes import CLASSES, NUM_CLASSES
 from plumbing.errors import DataError
-from .images import IMAGE_SUFFIXES, read_image
+from .images import is_image_file, read_image
 
 HEADER = ("image_name", "class", "rle")
 
@@ -119,7 +120,7 @@ def list_images(folder: str | Path) -> list[Path]:
     if not folder.is_dir():
         raise DataError(folder, "is a file; expected the folder of test images" if folder.exists()
                         else "image folder not found")
-    paths = sorted((p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES),
+    paths = sorted((p for p in folder.rglob("*") if is_image_file(p)),  # a broken link too: reported when read
                    key=lambda p: p.name)
     if not paths:
         raise DataError(folder, "no images found (PNG or JPEG, directly or in sub-folders)")
@@ -185,7 +186,7 @@ def _read_header_and_count_fields(path: Path, problem: Callable[[str], None]) ->
     # pandas' read_csv, which reads the file here and most likely in the scorer, drops a leading UTF-8
     # byte-order mark (Excel writes one), so utf-8-sig accepts the same files.
     try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
+        with open(path, newline="", encoding="utf-8-sig") as f, _fields_of_any_size():
             reader = csv.reader(f)
             header = next(reader, None)
             if header is not None and tuple(header) == HEADER:
@@ -201,6 +202,20 @@ def _read_header_and_count_fields(path: Path, problem: Callable[[str], None]) ->
     except (UnicodeDecodeError, csv.Error) as exc:
         raise DataError(path, f"not a text CSV file ({type(exc).__name__})") from None
     return header
+
+
+# csv's reader refuses a field past 131,072 characters by default; one mask's RLE can be far longer (a 2048 x
+# 2048 mask of alternating pixels has about 2 million runs, some 30 MB of text). The C long limit on every platform.
+MAX_FIELD = 2**31 - 1
+
+
+@contextlib.contextmanager
+def _fields_of_any_size():
+    previous = csv.field_size_limit(MAX_FIELD)
+    try:
+        yield
+    finally:
+        csv.field_size_limit(previous)
 
 
 def _header_problem(header: list[str] | None) -> str:

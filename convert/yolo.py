@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 import yaml
 
-from plumbing.atomic import replace_dir, write_text
+from plumbing.atomic import partial_dir, replace_dir, write_text
 from .classes import CLASSES
 from .dataset import EDGE_TOLERANCE, Clip, Item, Sample, scan, try_load_sample
 from plumbing.errors import DataError, Problem
@@ -97,19 +97,24 @@ def _resized(image: np.ndarray, imgsz: int | None) -> np.ndarray:
 def _write_one(sample: Sample, split_dir: dict[str, Path], split: str, imgsz: int | None) -> tuple[str, int, int]:
     stem = yolo_name(sample.item)
     src = sample.item.image
-    if imgsz is None and sample.image.dtype == np.uint8 and sample.orientation == AS_STORED:
-        # Already what YOLO reads: copy the encoded file rather than re-encoding a 2048 PNG. Not with an EXIF
-        # orientation tag: ultralytics' reader (cv2.imread) would turn the pixels away from the labels.
-        name = stem + src.suffix.lower()
-        shutil.copyfile(src, split_dir["images"] / split / name)
-    else:
-        name = stem + ".png"
-        image = _resized(to_gray_uint8(sample.image), imgsz)
-        ok, buf = cv2.imencode(".png", image)
-        if not ok:
-            raise DataError(src, "could not encode the converted image")
-        (split_dir["images"] / split / name).write_bytes(buf.tobytes())
-    (split_dir["labels"] / split / f"{stem}.txt").write_text("\n".join(label_lines(sample)) + "\n")
+    copy = imgsz is None and sample.image.dtype == np.uint8 and sample.orientation == AS_STORED
+    name = stem + (src.suffix.lower() if copy else ".png")
+    target = split_dir["images"] / split / name
+    try:
+        if copy:
+            # Already what YOLO reads: copy the encoded file rather than re-encoding a 2048 PNG. Not with an EXIF
+            # orientation tag: ultralytics' reader (cv2.imread) would turn the pixels away from the labels.
+            shutil.copyfile(src, target)
+        else:
+            image = _resized(to_gray_uint8(sample.image), imgsz)
+            ok, buf = cv2.imencode(".png", image)
+            if not ok:
+                raise DataError(src, "could not encode the converted image")
+            target.write_bytes(buf.tobytes())
+        target = split_dir["labels"] / split / f"{stem}.txt"
+        target.write_text("\n".join(label_lines(sample)) + "\n")
+    except OSError as exc:  # a full disk: the output is at fault, not the image being copied (sendfile names it)
+        raise DataError(target, f"cannot write ({exc.strerror or exc}); nothing was written to the output") from None
     h, w = sample.hw
     return name, h, w
 
@@ -143,7 +148,7 @@ def convert_to_yolo(
     result = ConvertResult(out, dict.fromkeys(SPLITS, 0), list(listing.problems))
     if result.problems and not skip_bad:
         raise _stop(result.problems)
-    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
+    tmp = partial_dir(out)  # and the partial folders of killed conversions removed
     c = _Converting(_empty_split_dirs(tmp), assignment, fold, imgsz, skip_bad, edge_tolerance, result)
     try:
         _write_items(c, listing.items, workers, progress)
@@ -153,6 +158,11 @@ def convert_to_yolo(
                                       f"{len(assignment)} patients); use fewer folds or more patients")
         _write_meta(tmp, c.rows, assignment, folds, seed)
         replace_dir(tmp, out)
+    except DataError as exc:
+        if not exc.path.startswith(str(tmp)):
+            raise
+        # the partial folder is gone with this error: name the file as the output would have held it
+        raise DataError(str(out) + exc.path[len(str(tmp)):], exc.reason) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return result

@@ -10,6 +10,9 @@ import math
 from typing import Sequence
 
 
+MAX_EPOCHS = 100_000  # an epoch count past this is a typo (1e9), not a schedule, for either stage
+
+
 def shorten(text: str, limit: int = 60) -> str:
     """text cut to at most limit characters, ending in '...' where it was cut."""
     return text if len(text) <= limit else text[:max(limit - 3, 0)] + "..."

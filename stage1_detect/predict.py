@@ -14,9 +14,11 @@ from configs import build
 from convert.carpal_region import Region, RegionConfig, carpal_region
 from convert.classes import NUM_CLASSES
 from convert.images import to_gray_uint8
+from plumbing.devices import check_available
 from plumbing.errors import CascadeError
 
 from .box_masks import BoxMasks
+from .safe_load import check_stage1_file
 from .threads import threads_kept
 from .weights import META_KEY
 
@@ -98,6 +100,7 @@ class Stage1Model:
                                                  if weights.is_dir() else "stage 1 weights not found"))
         if weights.suffix != ".pt":
             raise CascadeError(f"{weights}: expected the .pt weights written by `cascade train-stage1`")
+        check_stage1_file(weights)  # before ultralytics unpickles it with weights_only=False
         try:
             self.model = YOLO(str(weights), task="segment")
             names = self.model.names
@@ -118,6 +121,7 @@ class Stage1Model:
             raise CascadeError(f"device {self.device!r}: expected cpu, cuda or cuda:N") from None
         if kind == "cuda" and not torch.cuda.is_available():
             raise CascadeError(f"device {self.device!r}: no CUDA GPU here (use --device cpu)")
+        check_available(torch.device(self.device), self.device)
         self.predictor = _top_instance_predictor() if top_instance_only else None
         half = torch.device(self.device).type == "cuda" if half is None else half
         from ultralytics.cfg import DEFAULT_CFG_DICT

@@ -18,9 +18,12 @@ from convert.images import IMAGE_SUFFIXES
 from convert.masks import class_masks
 from plumbing import offline
 from plumbing.errors import DataError
+from plumbing.run_lock import run_lock
+from plumbing.values import MAX_EPOCHS
 
 from .config import Stage1Config, resolve_model
 from .threads import all_threads_while_training, threads_kept
+from .safe_load import check_stage1_file
 from .weights import embed_meta
 
 PRIOR_SIDE = 256  # label polygons are rasterised this small to measure the region prior: a box needs no detail
@@ -104,6 +107,9 @@ def check_ultralytics_args(args: dict, where: str) -> None:
         get_cfg(overrides={k: v for k, v in args.items() if k != "device"})
     except (TypeError, ValueError, SyntaxError) as exc:
         raise DataError(where, str(exc).strip().splitlines()[0]) from None
+    epochs = args.get("epochs")
+    if isinstance(epochs, (int, float)) and not 1 <= epochs <= MAX_EPOCHS:
+        raise DataError(where, f"epochs {epochs!r}: need 1 <= epochs <= {MAX_EPOCHS} (more is a typo, not a schedule)")
     imgsz = args.get("imgsz")  # ultralytics checks it only once training has set up (and written its folder)
     if imgsz is not None and (type(imgsz) is not int or imgsz < 32):
         raise DataError(where, f"imgsz {imgsz!r}: expected a whole number of pixels, at least 32")
@@ -115,6 +121,8 @@ def check_ultralytics_args(args: dict, where: str) -> None:
         raise DataError(where, f"device {device!r}: expected cpu, a GPU index (0) or indices (0,1,2,3)")
     import torch
 
+    if text == "mps" and not torch.backends.mps.is_available():
+        raise DataError(where, f"device {device!r}: this build of torch or this machine has no MPS (use device=cpu)")
     if text not in ("cpu", "mps") and not torch.cuda.is_available():
         raise DataError(where, f"device {device!r}: no CUDA GPU here (use device=cpu)")
 
@@ -142,7 +150,12 @@ def check_settings(cfg: Stage1Config) -> str:
     """What can be checked of the settings without data (ultralytics' arguments, the device, the model name or
     file), before anything is read or written; returns the model file."""
     check_ultralytics_args(cfg.ultralytics, "stage 1 settings")
-    return resolve_model(cfg.model)
+    model_file = resolve_model(cfg.model)
+    # every .pt ultralytics would unpickle (it does so with weights_only=False): the model, `pretrained=`, `resume=`
+    for weights in (model_file, cfg.ultralytics.get("pretrained"), cfg.ultralytics.get("resume")):
+        if isinstance(weights, str) and weights.endswith(".pt") and Path(weights).is_file():
+            check_stage1_file(weights)
+    return model_file
 
 
 def train_stage1(data: str | Path, cfg: Stage1Config) -> Stage1Run:
@@ -162,7 +175,9 @@ def train_stage1(data: str | Path, cfg: Stage1Config) -> Stage1Run:
     model.add_callback("on_pretrain_routine_start", _amp_check_without_download)
     if args.get("project"):  # ultralytics puts a relative project under its own settings' runs_dir, not here
         args["project"] = str(Path(args["project"]).resolve())
-    with threads_kept() as threads:
+    # one writer per run folder (ultralytics would share project/name between two runs with exist_ok)
+    with run_lock(Path(args.get("project") or "runs/segment") / str(args.get("name") or "train")), \
+            threads_kept() as threads:
         model.add_callback("on_train_start", all_threads_while_training(threads))
         model.train(data=str(yaml_path), **args)
     run_dir = Path(model.trainer.save_dir)

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
+from plumbing.atomic import save_torch
 
-from plumbing.atomic import atomic_path
+from .safe_load import safe_load
 
 META_KEY = "cascade_stage1"
 
 
 def embed_meta(weights: Path, meta: dict) -> None:
-    ckpt = torch.load(weights, map_location="cpu", weights_only=False)  # ultralytics' own pickled checkpoint
+    ckpt = safe_load(weights)  # ultralytics' own pickled checkpoint, read without running any of its code
     ckpt[META_KEY] = meta
-    with atomic_path(weights) as tmp:
-        torch.save(ckpt, tmp)
+    save_torch(ckpt, weights)  # a full disk: one line naming the weights

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from convert.classes import CLASSES
-from plumbing.atomic import atomic_path
+from plumbing.atomic import save_torch
 from plumbing.errors import CascadeError
 from plumbing.values import shorten
 
@@ -54,8 +54,7 @@ def make_checkpoint(model: torch.nn.Module, meta: dict, epoch: int, best_score: 
 
 
 def save_checkpoint(ckpt: dict, path: str | Path) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(ckpt, tmp)
+    save_torch(ckpt, path)  # a full disk: one line naming path, the previous file kept (the run resumes)
 
 
 def load_checkpoint(path: str | Path, need_resume: bool = False) -> dict:

@@ -11,7 +11,7 @@ from convert.carpal_region import RegionConfig
 from convert.classes import CARPALS, CLASSES
 from convert.dataset import EDGE_TOLERANCE, MAX_EDGE_TOLERANCE
 from convert.wrist_pose import TEST_BENT_SHARE
-from plumbing.values import check_fields, check_pair, check_range
+from plumbing.values import MAX_EPOCHS, check_fields, check_pair, check_range
 
 from .prior import PriorConfig
 
@@ -131,6 +131,7 @@ class Stage2Config:
         check_range("folds", self.folds, 2)
         check_range("fold", self.fold, 0)  # fold < folds is checked against the split used
         check_fields(self, ("epochs", "batch", "val_every", "val_batch"), 1)
+        check_range("epochs", self.epochs, hi=MAX_EPOCHS, why="more is a typo, not a schedule")
         if self.bent_share is not None:  # null: a plain mean
             check_range("bent_share", self.bent_share, 0, 1)
         check_range("workers", self.workers, 0, why="0 loads in the main process")

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as tdist
 
+from plumbing.devices import check_available
 from plumbing.errors import CascadeError
 
 
@@ -54,6 +55,8 @@ def pick_device(preference: str | int | None, local_rank: int) -> torch.device:
             raise CascadeError(f"device {preference!r}: no CUDA GPU here (use device=cpu)")
         if device.index is None:
             device = torch.device("cuda", local_rank)
+    check_available(device, preference)
+    if device.type == "cuda":
         torch.cuda.set_device(device)
     return device
 

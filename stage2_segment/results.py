@@ -46,14 +46,21 @@ class Results:
         self.columns = columns(train_classes)
         self.rows: list[dict] = []
 
-    def start(self, after_epoch: int) -> None:
+    def start(self, after_epoch: int, saved: list[dict] | None = None) -> None:
         """Keep the rows of epochs 1..after_epoch (a resume continues the table from its checkpoint's epoch;
         rows an interrupted run wrote after that checkpoint are dropped, since those epochs run again);
-        after_epoch=0 starts a new table."""
-        self.rows = [r for r in self._read() if r["epoch"] <= after_epoch] if after_epoch > 0 else []
-        if self.path.is_file():
+        after_epoch=0 starts a new table. `saved`: the rows the resumed checkpoint holds, which win over the
+        file (a run killed after its checkpoint but before its row lost that row from the file only)."""
+        if after_epoch <= 0:
+            self.rows = []
+        else:
+            rows = [{k: r.get(k) for k in self.columns} for r in saved] if saved is not None else self._read()
+            self.rows = [r for r in rows if r["epoch"] <= after_epoch]
+        if self.path.is_file() or self.rows:
             self._write()
-        if not self.rows:
+        if self.rows:  # the plot of the rows kept (a killed run may have died before drawing its last row)
+            plot_results(self.rows, self.plot, self.best())
+        else:
             self.plot.unlink(missing_ok=True)  # a stale plot of another run must not pass for this one's
 
     def add(self, row: dict) -> None:
@@ -62,10 +69,12 @@ class Results:
         self._write()
         plot_results(self.rows, self.plot, self.best())
 
+    def with_row(self, row: dict) -> list[dict]:
+        """The table's rows with one more epoch's, as add() would make them (the table itself unchanged)."""
+        return [*self.rows, {k: row.get(k) for k in self.columns}]
+
     def best(self) -> dict | None:
-        """The row best.pt was taken from: the first epoch with the highest score (later ties do not replace it)."""
-        scored = [r for r in self.rows if isinstance(r.get(SCORE), (int, float)) and not math.isnan(r[SCORE])]
-        return max(scored, key=lambda r: r[SCORE]) if scored else None  # max keeps the first of equals
+        return best_row(self.rows)
 
     def _read(self) -> list[dict]:
         if not self.path.is_file():
@@ -91,6 +100,12 @@ class Results:
         for row in self.rows:
             writer.writerow({k: "" if v is None else v for k, v in row.items()})
         write_text(self.path, out.getvalue())
+
+
+def best_row(rows: list[dict]) -> dict | None:
+    """The row best.pt was taken from: the first epoch with the highest score (later ties do not replace it)."""
+    scored = [r for r in rows if isinstance(r.get(SCORE), (int, float)) and not math.isnan(r[SCORE])]
+    return max(scored, key=lambda r: r[SCORE]) if scored else None  # max keeps the first of equals
 
 
 def plot_results(rows: list[dict], path: str | Path, best: dict | None = None) -> Path:

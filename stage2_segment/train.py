@@ -6,6 +6,7 @@ continues after its epoch with its optimizer, scheduler and scaler states; `resu
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import math
@@ -26,8 +27,9 @@ from plumbing import offline
 from plumbing.atomic import check_output, write_text
 from plumbing.errors import CascadeError
 from plumbing.parallel import bounded_map
+from plumbing.run_lock import run_lock
 
-from . import distributed
+from . import distributed, epoch_record
 from .checkpoint import check_same, load_checkpoint, load_weights, make_checkpoint, plain, save_checkpoint
 from .config import Stage2Config
 from .data import (TrainCrops, class_indices, preprocess_of, scan_labelled, split_items, split_prior, store_of,
@@ -36,7 +38,7 @@ from .model import IN_CHANNELS, build_unet, dice_bce_loss
 from .predict import predict_crops
 from .prior import corrupt
 from .progress import EpochBar
-from .results import Results, TensorBoardScalars
+from .results import Results, TensorBoardScalars, best_row
 
 ONECYCLE_DIV = 25.0  # OneCycle starts at lr / 25 (PyTorch's default div_factor)
 BEST_FILE, LAST_FILE = "best.pt", "last.pt"  # in the run folder
@@ -188,7 +190,9 @@ def train_stage2(data: str | Path, cfg: Stage2Config, log: Callable[[str], None]
     split = split_items(found, cfg)
     dist, device = distributed.setup(cfg.device)
     try:
-        return _train(data, cfg, split, dist, device, log if dist.main else (lambda _: None))
+        # one writer per run folder: a second training under the same name is refused, not interleaved
+        with run_lock(cfg.run_dir, log) if dist.main else contextlib.nullcontext():
+            return _train(data, cfg, split, dist, device, log if dist.main else (lambda _: None))
     finally:
         distributed.teardown(dist)
 
@@ -256,9 +260,11 @@ def _setup_train(data, cfg: Stage2Config, split, dist: distributed.Dist, device:
     start, best = 1, -1.0
     if resumed is not None:
         start, best = _resume(resumed, net, optimizer, scheduler, scaler, last_path, log)
+        if dist.main:
+            epoch_record.restore_best(resumed, cfg.run_dir / BEST_FILE, log)
     results = Results(cfg.run_dir, cfg.train_classes)
-    if dist.main:
-        results.start(after_epoch=start - 1)  # a new run's table starts empty; a resumed one's continues
+    if dist.main:  # a new run's table starts empty; a resumed one's continues from last.pt's rows
+        results.start(after_epoch=start - 1, saved=epoch_record.saved_rows(resumed))
     scalars = TensorBoardScalars(cfg.run_dir, enabled=dist.main)
     return _Training(cfg, split, dist, device, log, meta, net, _parallel(net, dist, device), store, loader, optimizer,
                      scheduler, scaler, amp, results, scalars, start, best)
@@ -377,14 +383,17 @@ def _validate_epoch(t: _Training, row: dict) -> np.ndarray:
 
 
 def _save_model(t: _Training, epoch: int, row: dict, dice: np.ndarray | None) -> None:
-    """last.pt every epoch (with the states a resume needs); best.pt when the carpal Dice improved."""
+    """last.pt every epoch (with the states a resume needs, and the results rows: the epoch's commit point,
+    see epoch_record); then best.pt when the carpal Dice improved; _record_epoch then writes results.csv."""
     improved = dice is not None and row["val_carpal_dice"] > t.best
     t.best = row["val_carpal_dice"] if improved else t.best
     val_dice = dict(zip(t.cfg.train_classes, dice.tolist())) if dice is not None else {}
-    save_checkpoint(make_checkpoint(t.net, t.meta, epoch, t.best, val_dice, t.optimizer, t.scheduler, t.scaler),
-                    t.last_path)
+    last = make_checkpoint(t.net, t.meta, epoch, t.best, val_dice, t.optimizer, t.scheduler, t.scaler)
+    rows = t.results.with_row(row)
+    top = best_row(rows)
+    save_checkpoint(epoch_record.committed(last, rows, top["epoch"] if top else None), t.last_path)
     if improved:
-        save_checkpoint(make_checkpoint(t.net, t.meta, epoch, t.best, val_dice), t.best_path)
+        save_checkpoint(epoch_record.best_of(last), t.best_path)
 
 
 def _record_epoch(t: _Training, row: dict, dice: np.ndarray | None, wait: float) -> None:
@@ -414,7 +423,7 @@ def _summary(run: Stage2Run, top: dict | None, tensorboard: bool, log) -> None:
     if top is not None:
         log(f"best epoch {top['epoch']}: val carpal Dice {top['val_carpal_dice']:.4f}, all classes "
             f"{top['val_mean_dice']:.4f}")
-    files = [("best checkpoint", run.best), ("last checkpoint (resumes)", run.last),
+    files = [("best checkpoint", run.best if run.best != run.last else None), ("last checkpoint (resumes)", run.last),
              ("results table", run.results), ("results plot", run.plot),
              ("settings", run.run_dir / "config.yaml"), ("validation split", run.run_dir / "folds.json")]
     log(f"run folder {run.run_dir}:")

@@ -98,3 +98,35 @@ def test_largest_blob_equals_labelling_the_whole_frame():
         count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
         expected = mask if count <= 2 else labels == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
         np.testing.assert_array_equal(largest_component(mask), expected)
+
+
+def test_malformed_plan_files_are_one_line_naming_the_file(tmp_path):
+    """Wrong JSON types (a list for a name, a list for the thresholds) were TypeError / AttributeError
+    tracebacks."""
+    from click.testing import CliRunner
+
+    from cascade.cli import main
+
+    for name, text, words in (
+            ("nested.json", '{"paste_classes": [["Lunate"]]}', "paste_classes: expected a list of class names"),
+            ("tlist.json", '{"paste_classes": ["Lunate"], "thresholds": ["Lunate"]}',
+             "thresholds: expected a mapping of class name to probability"),
+            ("name.json", '{"paste_classes": "Lunate"}', "paste_classes: expected a list of class names"),
+            ("blobs.json", '{"paste_classes": ["Lunate"], "largest_component": {"Lunate": 1}}',
+             "largest_component: expected a list of class names"),
+            ("num.json", '{"paste_classes": [7]}', "paste_classes: expected a list of class names"),
+            ("null.json", 'null', "not a paste file")):
+        (tmp_path / name).write_text(text)
+        with pytest.raises(DataError, match=re.escape(f"{name}: {words}")):
+            PastePlan.load(tmp_path / name)
+    images = tmp_path / "images"
+    images.mkdir()
+    import cv2
+    import numpy as np
+
+    cv2.imwrite(str(images / "a.png"), np.zeros((8, 8), np.uint8))
+    result = CliRunner().invoke(main, ["predict", "--stage1", str(tmp_path / "s1.pt"), "--stage2",
+                                       str(tmp_path / "s2.pt"), "--images", str(images), "--out",
+                                       str(tmp_path / "out.csv"), "--paste-file", str(tmp_path / "tlist.json")])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert result.output.count("\n") == 1 and "tlist.json: thresholds" in result.output, result.output
