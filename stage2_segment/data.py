@@ -9,6 +9,7 @@ confused them and lost on the test set), rasterised at native size and moved wit
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -139,14 +140,20 @@ class TrainCrops(torch.utils.data.Dataset):
 _BITS = (128, 64, 32, 16, 8, 4, 2, 1)  # np.packbits' order: the first class in the most significant bit
 
 
+@functools.cache
+def _bits(device: torch.device) -> torch.Tensor:
+    # once per device: torch.tensor(..., device=cuda) is a blocking copy that would stall every step's stream
+    return torch.tensor(_BITS, dtype=torch.uint8, device=device)
+
+
 def unpack_labels(packed: torch.Tensor, classes: int) -> torch.Tensor:
     """(B, s, s, ceil(C / 8)) uint8 packed as np.packbits(axis=-1) does -> (B, C, s, s) float 0 / 1, on the
     tensor's own device."""
-    bits = torch.tensor(_BITS, dtype=torch.uint8, device=packed.device)
-    flags = (packed.unsqueeze(-1) & bits).ne(0).flatten(-2)[..., :classes]  # (B, s, s, C)
+    flags = (packed.unsqueeze(-1) & _bits(packed.device)).ne(0).flatten(-2)[..., :classes]  # (B, s, s, C)
     return flags.permute(0, 3, 1, 2).float()
 
 
-def val_crop(entry: Entry, classes: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-    """The un-jittered region at native size: grey crop and (C, h, w) labels, for scoring at native size."""
-    return entry.crop_image(entry.region), entry.crop_masks(classes, entry.region)
+def val_crop(entry: Entry, classes: Sequence[int], packed: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """The un-jittered region at native size: grey crop and (C, h, w) labels, for scoring at native size
+    (packed: (h, w, ceil(C / 8)) as Entry.crop_masks packs them, for unpack_labels on the device)."""
+    return entry.crop_image(entry.region), entry.crop_masks(classes, entry.region, packed)

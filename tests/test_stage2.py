@@ -464,3 +464,50 @@ def test_torchrun_command_line_one_process(synth_root, tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert load_checkpoint(tmp_path / "runs" / "torchrun" / "last.pt")["epoch"] == 1
+
+
+def test_validation_on_the_device_scores_as_the_host_did(trained, synth_root):
+    """Thresholds and per-class Dice sums on the device give exactly the host's dice_per_class over the native
+    crops (what validation computed before it stayed on the device)."""
+    from convert.dice import dice_per_class
+    from stage2_segment.data import preprocess_of, split_items
+    from stage2_segment.train import validate
+    from stage2_segment import distributed
+    from stage2_segment.model import build_unet
+
+    tmp, cfg, run, _ = trained
+    cfg = replace(cfg, class_thresholds={"Lunate": 0.3, "Ulna": 0.7})
+    net = build_unet(cfg.encoder, len(cfg.train_classes), cfg.decoder_channels).eval()
+    net.load_state_dict(load_checkpoint(run.last)["state_dict"])
+    items = split_items(scan(synth_root / "train"), cfg).val
+    store = store_of(cfg, tmp / "cache")
+    got = validate(net, items, store, cfg, torch.device("cpu"), distributed.Dist())
+    net.eval()  # validate hands the network back in training mode
+
+    classes = [CLASS_INDEX[c] for c in cfg.train_classes]
+    thresholds = np.asarray(cfg.thresholds(), np.float32)[:, None, None]
+    sums, counts = np.zeros((2, len(classes))), np.zeros(2)
+    for item in items:
+        entry = store.get(item)
+        image, truth = val_crop(entry, classes)
+        probs = predict_crops(net, [image], cfg.input_size, preprocess_of(cfg), torch.device("cpu"))[0]
+        sums[int(entry.bent)] += dice_per_class(probs >= thresholds, truth)
+        counts[int(entry.bent)] += 1
+    np.testing.assert_array_equal(got.counts, counts)
+    np.testing.assert_allclose(got.sums, sums, rtol=1e-12)
+    assert 0 < sums.mean() < 1  # neither all empty nor all perfect: the comparison means something
+
+
+def test_checkpoint_records_the_precision_that_ran(trained):
+    """A CPU run asked for AMP runs (and infers) in float32: the checkpoint says so, whatever the config said."""
+    from stage2_segment.precision import Precision
+
+    tmp, cfg, run, _ = trained
+    ckpt = load_checkpoint(run.best)
+    assert ckpt["precision"] == {"amp_dtype": None, "channels_last": cfg.channels_last}
+    asked = Precision.of(True, "bfloat16", True, torch.device("cpu"))
+    assert asked == Precision(None, True) and not asked.scaled
+    assert Precision.from_checkpoint({**ckpt, "precision": asked.as_dict()}).dtype is None
+    # older checkpoints recorded only the config: they trained as it said, in float16 then
+    old = {k: v for k, v in ckpt.items() if k != "precision"}
+    assert Precision.from_checkpoint({**old, "config": {"amp": True}}) == Precision("float16", True)
