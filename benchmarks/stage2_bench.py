@@ -21,6 +21,7 @@ import torch
 
 import plumbing  # noqa: F401  (the offline environment first)
 from stage2_segment.config import load_stage2_config
+from stage2_segment.distributed import default_workers
 from stage2_segment.data import TrainCrops, scan_labelled, split_items, store_of
 from stage2_segment.train import train_stage2
 from synthetic_hands import generate
@@ -62,6 +63,8 @@ def main() -> None:
             print(f"generated {args.patients} patients at {args.size} px in {time.perf_counter() - t0:.0f} s")
         cfg = load_stage2_config(args.config, ["epochs=1", "resume=false", f"out={tmp / 'runs'}",
                                                f"cache_dir={tmp / 'cache'}", *args.overrides])
+        if cfg.workers is None:  # as training resolves it
+            cfg = replace(cfg, workers=default_workers())
         split = split_items(scan_labelled(data), cfg)
         print(f"{len(split.train)} train / {len(split.val)} val images; input {cfg.input_size}, {cfg.encoder}, "
               f"batch {cfg.batch}, workers {cfg.workers}, torch threads {torch.get_num_threads()}")

@@ -8,6 +8,7 @@ from typing import Sequence
 import numpy as np
 
 from convert.carpal_region import Region, carpal_region
+from convert.rle import union_boxes
 from plumbing.errors import CascadeError
 
 
@@ -23,20 +24,22 @@ class Stage1Vote:
     def predict(self, images: Sequence[np.ndarray]):
         from stage1_detect.predict import Stage1Output
 
-        votes, scores = None, None
+        votes, scores, boxes = None, None, None
         for model in self.models:  # one model's masks alive beside the counts
             outs = model.predict(images)
             if votes is None:
                 votes = [np.zeros_like(o.masks) for o in outs]
                 scores = [np.zeros_like(o.scores) for o in outs]
-            for v, s, o in zip(votes, scores, outs):
+                boxes = [o.boxes for o in outs]
+            for i, (v, s, o) in enumerate(zip(votes, scores, outs)):
                 v += o.masks
                 s += o.scores / len(self.models)
+                boxes[i] = union_boxes(boxes[i], o.boxes)  # a voted pixel is some model's pixel
             del outs
         out = []
-        for v, s in zip(votes, scores):
+        for v, s, b in zip(votes, scores, boxes):
             masks = (2 * v.astype(np.uint16) >= len(self.models)).astype(np.uint8)  # ties count as foreground
-            out.append(Stage1Output(masks, s, carpal_region(masks, self.region_cfg)))
+            out.append(Stage1Output(masks, s, carpal_region(masks, self.region_cfg), b))
         return out
 
 

@@ -10,6 +10,7 @@ from typing import Sequence
 import numpy as np
 
 from convert.carpal_region import Region, RegionConfig, carpal_region
+from convert.rle import union_boxes
 from plumbing.errors import CascadeError
 
 from .base import BaseSubmission
@@ -22,6 +23,7 @@ class CascadeOutput:
     region: Region
     probs: np.ndarray | None      # (len(prob_classes), h, w) stage 2 probabilities in the region, or None
     prob_classes: tuple[int, ...] = ()  # the class of each channel of probs: the plan's, in train_classes order
+    boxes: np.ndarray | None = None     # (29, 4) x0, y0, x1, y1 holding each class of full_masks; None: not known
 
 
 class Cascade:
@@ -71,17 +73,19 @@ class Cascade:
         if self.base is None:
             firsts = self.stage1.predict(images)
             full, regions = [o.masks for o in firsts], [o.region for o in firsts]
+            boxes = [getattr(o, "boxes", None) for o in firsts]
         else:
             if names is None or len(names) != len(images):
                 raise ValueError("a base submission needs the images' names")
             full = [self.base.masks(n, im.shape[:2]) for n, im in zip(names, images)]
+            boxes = [self.base.boxes(n, im.shape[:2]) for n, im in zip(names, images)]
             if self.stage1 is not None:
                 regions = [o.region for o in self.stage1.predict(images)]
             else:
                 rule = self.stage2.region_cfg if self.stage2 is not None else RegionConfig()
                 regions = [carpal_region(m, rule) for m in full]
         probs, kept = self.stage2_probs(images, regions, full)
-        return [CascadeOutput(m, r, p, kept) for m, r, p in zip(full, regions, probs)]
+        return [CascadeOutput(m, r, p, kept, b) for m, r, p, b in zip(full, regions, probs, boxes)]
 
     def stage2_probs(self, images: Sequence[np.ndarray], regions: Sequence[Region],
                      full: Sequence[np.ndarray] | None = None) -> tuple[list, tuple[int, ...]]:
@@ -103,6 +107,16 @@ class Cascade:
         if out.probs is not None and plan.classes:
             paste(masks, out.probs, out.region, out.prob_classes, plan)
         return masks
+
+    def final_boxes(self, out: CascadeOutput, plan: PastePlan | None = None) -> np.ndarray | None:
+        """Boxes holding each class of final_masks: the full-hand prediction's, grown by the region for the
+        pasted classes; None when the full-hand prediction's are not known."""
+        plan = plan or self.plan
+        if out.boxes is None or out.probs is None or not plan.classes:
+            return out.boxes
+        pasted = np.zeros_like(out.boxes)
+        pasted[list(plan.classes)] = out.region.box
+        return union_boxes(out.boxes, pasted)
 
 
 def paths_of(spec) -> list:

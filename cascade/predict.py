@@ -176,12 +176,13 @@ def _collect(p: _Predicting) -> None:
 
 
 def _encode(p: _Predicting, result, name: str) -> list[str]:
+    boxes = p.model.final_boxes(result)  # before the paste: the masks change in place
     masks = p.model.final_masks(result)
     if p.full_hand is None:
-        return encode_masks(masks)
+        return encode_masks(masks, boxes)
     rows = p.full_hand.rows(name)  # the base's own text for every class not pasted
     for c in p.model.plan.classes if result.probs is not None else ():
-        rows[c] = rle.encode(masks[c])
+        rows[c] = rle.encode(masks[c], None if boxes is None else boxes[c])
     return rows
 
 

@@ -5,6 +5,8 @@ An empty mask encodes to the empty string.
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 
 from plumbing.values import shorten
@@ -12,11 +14,15 @@ from plumbing.values import shorten
 TOKEN_SHOWN = 27  # characters of a bad RLE value quoted in a message
 
 
-def encode(mask: np.ndarray) -> str:
-    """Binary (H, W) mask -> RLE string. Work is limited to the rows the mask touches: most of a
-    2048 x 2048 bone mask is empty, and in row-major order those rows form one contiguous block."""
+def encode(mask: np.ndarray, box: Sequence[int] | None = None) -> str:
+    """Binary (H, W) mask -> RLE string. box (x0, y0, x1, y1, exclusive, may reach past the image): a box known
+    to hold every set pixel (the region, stage 1's box, a decoded base's runs), so only it is read; without one
+    the work is limited to the rows the mask touches: most of a 2048 x 2048 bone mask is empty, and in row-major
+    order those rows form one contiguous block."""
     if mask.ndim != 2:
         raise ValueError(f"expected a 2-D mask, got shape {mask.shape}")
+    if box is not None:
+        return _encode_box(mask, box)
     mask = np.ascontiguousarray(mask)
     if mask.dtype.itemsize == 1 and mask.shape[1] % 8 == 0:
         rows = np.flatnonzero(mask.view(np.uint64).any(axis=1))  # 8 pixels per comparison
@@ -24,14 +30,60 @@ def encode(mask: np.ndarray) -> str:
         rows = np.flatnonzero(mask.any(axis=1))
     if rows.size == 0:
         return ""
-    top, bottom = int(rows[0]), int(rows[-1]) + 1
-    block = mask[top:bottom].reshape(-1)
+    return _encode_rows(mask, int(rows[0]), int(rows[-1]) + 1)
+
+
+def _encode_rows(mask: np.ndarray, top: int, bottom: int) -> str:
+    """The runs of rows top..bottom - 1, every set pixel being there."""
+    block = np.ascontiguousarray(mask[top:bottom]).reshape(-1)
     block = block.view(bool) if block.dtype.itemsize == 1 and block.max() <= 1 else block.astype(bool)
     # The block starts and ends with set pixels' rows, but not necessarily with set pixels: add the edges
     # explicitly instead of copying the block into a zero-padded array.
     changes = np.flatnonzero(block[1:] != block[:-1]) + 1
     bounds = np.concatenate(([0] if block[0] else [], changes, [block.size] if block[-1] else []))
     return _runs_to_string(bounds.astype(np.int64), offset=top * mask.shape[1])
+
+
+def _encode_box(mask: np.ndarray, box: Sequence[int]) -> str:
+    height, width = mask.shape
+    x0, y0, x1, y1 = max(int(box[0]), 0), max(int(box[1]), 0), min(int(box[2]), width), min(int(box[3]), height)
+    if x0 >= x1 or y0 >= y1:
+        return ""
+    if x1 - x0 == width:  # whole rows: one contiguous block, where a run may go on into the next row
+        return _encode_rows(mask, y0, y1)
+    # one zero column after the box's columns ends every row's last run there, so no run crosses a row
+    inside = np.zeros((y1 - y0, x1 - x0 + 1), bool)
+    inside[:, :-1] = mask[y0:y1, x0:x1]
+    flat = inside.reshape(-1)
+    changes = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+    bounds = np.concatenate(([0] if flat[0] else [], changes)).astype(np.int64)
+    rows, cols = np.divmod(bounds, x1 - x0 + 1)
+    return _runs_to_string((y0 + rows) * width + x0 + cols, offset=0)
+
+
+def runs_box(runs: np.ndarray, shape: tuple[int, int]) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1) holding every pixel of (N, 2) 1-indexed (start, length) runs in an (H, W) image; all
+    zero for no runs."""
+    if runs.size == 0:
+        return (0, 0, 0, 0)
+    width = shape[1]
+    first, last = runs[:, 0] - 1, runs[:, 0] + runs[:, 1] - 2  # 0-indexed first and last pixel of each run
+    (r0, c0), (r1, c1) = np.divmod(first, width), np.divmod(last, width)
+    y0, y1 = int(r0.min()), int(r1.max()) + 1
+    if (r0 != r1).any():  # a run goes on into the next row
+        return (0, y0, width, y1)
+    return (int(c0.min()), y0, int(c1.max()) + 1, y1)
+
+
+def union_boxes(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
+    """(N, 4) boxes holding the pixels of either: per row the smallest box around both (an empty box adds
+    nothing); None when either is not known."""
+    if a is None or b is None:
+        return None
+    a, b = np.asarray(a, np.int64), np.asarray(b, np.int64)
+    empty_a, empty_b = (a[:, 2] <= a[:, 0]) | (a[:, 3] <= a[:, 1]), (b[:, 2] <= b[:, 0]) | (b[:, 3] <= b[:, 1])
+    both = np.concatenate([np.minimum(a[:, :2], b[:, :2]), np.maximum(a[:, 2:], b[:, 2:])], axis=1)
+    return np.where(empty_a[:, None], b, np.where(empty_b[:, None], a, both))
 
 
 def encode_full(mask: np.ndarray) -> str:

@@ -69,11 +69,12 @@ def merge_submissions(parts: Iterable[str | Path], out: str | Path, images: str 
     return rows
 
 
-def encode_masks(masks: np.ndarray) -> list[str]:
-    """(29, H, W) binary masks -> 29 RLE strings."""
+def encode_masks(masks: np.ndarray, boxes: np.ndarray | None = None) -> list[str]:
+    """(29, H, W) binary masks -> 29 RLE strings; boxes: (29, 4) x0, y0, x1, y1 known to hold each class's
+    pixels (rle.encode then reads only those), None to scan."""
     if masks.shape[0] != NUM_CLASSES:
         raise ValueError(f"expected {NUM_CLASSES} masks, got {masks.shape[0]}")
-    return [rle.encode(m) for m in masks]
+    return [rle.encode(m, None if boxes is None else boxes[c]) for c, m in enumerate(masks)]
 
 
 def _unreadable(path: str | Path, exc: OSError) -> DataError:

@@ -28,6 +28,7 @@ class Stage1Output:
     masks: np.ndarray   # (29, H, W) uint8 {0,1}; overlaps kept; a class not found is all zero
     scores: np.ndarray  # (29,) float32 confidence of the instance kept per class, 0 when not found
     region: Region      # the carpal region and which rule produced it
+    boxes: np.ndarray | None = None  # (29, 4) x0, y0, x1, y1 holding each class's pixels; None: not known
 
 
 def rank_in_class(pred: torch.Tensor) -> torch.Tensor:
@@ -144,11 +145,14 @@ class Stage1Model:
         masks = np.zeros((NUM_CLASSES, *hw), np.uint8)
         scores = np.zeros(NUM_CLASSES, np.float32)
         crops = getattr(result, "box_masks", None)
+        boxes = np.zeros((NUM_CLASSES, 4), np.int64)  # each class's pixels lie inside: the submission reads only these
         if crops is not None:  # TopInstancePredictor: already one instance per class, masks inside their boxes
             for (conf, cls), (y0, x0, m) in zip(result.boxes.data[:, 4:6].tolist(), crops):
                 masks[int(cls), y0:y0 + m.shape[0], x0:x0 + m.shape[1]] = m
+                boxes[int(cls)] = (x0, y0, x0 + m.shape[1], y0 + m.shape[0])
                 scores[int(cls)] = conf
         elif result.masks is not None and len(result.boxes):
+            boxes = None  # full-size masks of ultralytics' own path: the encoder scans them
             cls = result.boxes.cls.long()
             conf = result.boxes.conf.float()
             best = torch.full((NUM_CLASSES,), -1.0, device=conf.device).scatter_reduce(0, cls, conf, "amax")
@@ -160,4 +164,4 @@ class Stage1Model:
                 data = torch.nn.functional.interpolate(data[None].float(), size=hw, mode="nearest")[0]
             masks[found.cpu().numpy()] = data.to(torch.uint8).cpu().numpy()
             scores[found.cpu().numpy()] = best[found].cpu().numpy()
-        return Stage1Output(masks, scores, carpal_region(masks, self.region_cfg))
+        return Stage1Output(masks, scores, carpal_region(masks, self.region_cfg), boxes)

@@ -16,6 +16,7 @@ from plumbing.values import MAX_EPOCHS, check_fields, check_pair, check_range
 from .prior import PriorConfig
 
 SCHEDULERS = ("cosine", "onecycle")
+AMP_DTYPES = ("bfloat16", "float16")  # bfloat16 needs no GradScaler; float16 for GPUs without bfloat16
 ENCODER_STRIDE = 32  # a 5-stage encoder halves the input 5 times: the side must divide by 2**5
 DECODER_DEPTH = 5    # smp's UNet with a 5-stage encoder: one decoder width per stage
 
@@ -81,9 +82,10 @@ class Stage2Config:
     min_lr_ratio: float = 0.01
     dice_weight: float = 1.0
     bce_weight: float = 1.0
-    workers: int = 8
+    workers: int | None = None  # None: this machine's cores shared by its processes (distributed.default_workers)
     device: str | int | None = None
     amp: bool = True
+    amp_dtype: str = "bfloat16"
     channels_last: bool = True
     seed: int = 0
     folds_file: str | None = None
@@ -134,7 +136,10 @@ class Stage2Config:
         check_range("epochs", self.epochs, hi=MAX_EPOCHS, why="more is a typo, not a schedule")
         if self.bent_share is not None:  # null: a plain mean
             check_range("bent_share", self.bent_share, 0, 1)
-        check_range("workers", self.workers, 0, why="0 loads in the main process")
+        if self.workers is not None:
+            check_range("workers", self.workers, 0, why="0 loads in the main process")
+        if self.amp_dtype not in AMP_DTYPES:
+            raise ValueError(f"amp_dtype {self.amp_dtype!r}: expected one of {', '.join(AMP_DTYPES)}")
         for key in ("name", "out"):
             if not str(getattr(self, key)).strip():
                 raise ValueError(f"{key}: need a non-empty name, got {getattr(self, key)!r}")

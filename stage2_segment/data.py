@@ -2,13 +2,14 @@
 
 Training crops come from the ground-truth region (THE region rule, convert.carpal_region.carpal_region, on
 ground-truth masks) moved and resized at random, so the model is used to stage 1's imprecise regions; they
-are cut from the native-resolution image, zero outside it, and resized to the input. Labels are every trained
-class inside the crop (the bones around the carpals included: a crop model that saw only carpal labels
+are sampled from the native-resolution image, zero outside it, in one warp to the input (resize, flip and turn
+at once: resampling twice cost twice the time and blurred twice). Labels are every trained class inside the crop (the bones around the carpals included: a crop model that saw only carpal labels
 confused them and lost on the test set), rasterised at native size and moved with exactly the image's geometry.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -24,7 +25,7 @@ from plumbing.errors import DataError
 
 from .cache import Entry, EntryStore
 from .config import Stage2Config
-from .geometry import jitter_box, reach, resize_image, resize_masks, rotation_margin, scale_box
+from .geometry import crop_matrix, footprint, jitter_box, reach, warp, warp_image
 from .model import Preprocess
 from .prior import corrupt
 
@@ -103,18 +104,10 @@ class TrainCrops(torch.utils.data.Dataset):
         self.items, self.store = list(items), store
         self.classes = class_indices(cfg.train_classes)
         self.prior_cfg, self.prior_classes = cfg.prior, cfg.prior.indices
-        self.size, self.jitter, a = cfg.input_size, cfg.jitter, cfg.augment
+        self.size, self.jitter, self.augment = cfg.input_size, cfg.jitter, cfg.augment
         self.preprocess = preprocess_of(cfg)
-        # Rotating a crop of exactly the input would bring black corners in; cut a larger one, rotate, centre-crop.
-        self.margin = rotation_margin(a.rotate) if a.rotate > 0 else 1.0
-        self.big = int(np.ceil(self.size * self.margin))
-        self.aug = A.Compose([
-            A.HorizontalFlip(p=a.hflip),
-            A.Affine(rotate=(-a.rotate, a.rotate), border_mode=cv2.BORDER_CONSTANT, fill=0, fill_mask=0,
-                     interpolation=cv2.INTER_LINEAR, mask_interpolation=cv2.INTER_NEAREST, p=a.rotate_prob),
-            A.CenterCrop(self.size, self.size),
-            A.RandomBrightnessContrast(a.brightness, a.contrast, p=a.brightness_contrast_prob),
-        ])
+        a = cfg.augment
+        self.tone = A.RandomBrightnessContrast(a.brightness, a.contrast, p=a.brightness_contrast_prob)
 
     def __len__(self) -> int:
         return len(self.items)
@@ -124,34 +117,47 @@ class TrainCrops(torch.utils.data.Dataset):
         # so runs repeat and workers never share a stream
         return np.random.SeedSequence(int(torch.randint(0, 2 ** 62, ())))
 
+    def _matrix(self, entry: Entry, rng: np.random.Generator) -> np.ndarray:
+        """The jittered box, flipped and turned at random, as one map from the input grid to image pixels."""
+        a = self.augment
+        box = jitter_box(entry.region, rng, self.jitter.shift, self.jitter.scale)
+        flip = bool(rng.random() < a.hflip)
+        angle = float(rng.uniform(-a.rotate, a.rotate)) if rng.random() < a.rotate_prob else 0.0
+        return crop_matrix(box, self.size, angle, flip)
+
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         entry = self.store.get(self.items[i])
-        seeds = self._seed().generate_state(len(self.aug.transforms) + 1)
+        seeds = self._seed().generate_state(2)
         rng = np.random.default_rng(seeds[0])
-        for t, s in zip(self.aug.transforms, seeds[1:]):
-            t.set_random_seed(int(s))  # one stream each: a shared seed would tie flips to rotations
-        box = jitter_box(entry.region, rng, self.jitter.shift, self.jitter.scale)
-        big = scale_box(box, self.margin)
-        image = resize_image(entry.crop_image(big), self.big)
-        masks = entry.crop_masks(self.classes, big, packed=True)  # 8 classes a byte
+        m = self._matrix(entry, rng)
+        # one resampling from the native pixels straight to the input, for the image and its labels alike
+        image = warp_image(entry.image, entry.origin, m, self.size)
+        reads = footprint(m, self.size)
+        packed = entry.crop_masks(self.classes, reads, packed=True)  # 8 classes a byte: nearest moves whole bytes
         if self.prior_classes:  # made wrong at native size, where the full-hand model's errors are
-            prior = corrupt(entry.crop_masks(self.prior_classes, big), self.prior_classes, self.prior_cfg, rng)
-            masks = np.concatenate([masks, np.packbits(prior.transpose(1, 2, 0), axis=-1)], axis=-1)
-        masks = resize_masks(masks, self.big)
-        out = self.aug(image=image, mask=masks)
-        x = torch.from_numpy(self.preprocess(np.ascontiguousarray(out["image"])))
-        y = torch.from_numpy(np.ascontiguousarray(out["mask"].reshape(self.size, self.size, -1)))
+            prior = corrupt(entry.crop_masks(self.prior_classes, reads), self.prior_classes, self.prior_cfg, rng)
+            packed = np.concatenate([packed, np.packbits(prior.transpose(1, 2, 0), axis=-1)], axis=-1)
+        masks = warp(packed, reads[:2], m, self.size, cv2.INTER_NEAREST)
+        self.tone.set_random_seed(int(seeds[1]))  # its own stream: a shared one would tie tone to geometry
+        image = self.tone(image=image)["image"]
+        x = torch.from_numpy(self.preprocess(np.ascontiguousarray(image)))
+        y = torch.from_numpy(np.ascontiguousarray(masks))
         return x, y
 
 
 _BITS = (128, 64, 32, 16, 8, 4, 2, 1)  # np.packbits' order: the first class in the most significant bit
 
 
+@functools.cache
+def _bits(device: torch.device) -> torch.Tensor:
+    # once per device: torch.tensor(..., device=cuda) is a blocking copy that would stall every step's stream
+    return torch.tensor(_BITS, dtype=torch.uint8, device=device)
+
+
 def unpack_labels(packed: torch.Tensor, classes: int) -> torch.Tensor:
     """(B, s, s, ceil(C / 8)) uint8 packed as np.packbits(axis=-1) does -> (B, C, s, s) float 0 / 1, on the
     tensor's own device."""
-    bits = torch.tensor(_BITS, dtype=torch.uint8, device=packed.device)
-    flags = (packed.unsqueeze(-1) & bits).ne(0).flatten(-2)[..., :classes]  # (B, s, s, C)
+    flags = (packed.unsqueeze(-1) & _bits(packed.device)).ne(0).flatten(-2)[..., :classes]  # (B, s, s, C)
     return flags.permute(0, 3, 1, 2).float()
 
 
@@ -162,6 +168,7 @@ def split_prior(packed: torch.Tensor, classes: int, prior: int) -> tuple[torch.T
     return labels, (unpack_labels(packed[..., k:], prior) if prior else None)
 
 
-def val_crop(entry: Entry, classes: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-    """The un-jittered region at native size: grey crop and (C, h, w) labels, for scoring at native size."""
-    return entry.crop_image(entry.region), entry.crop_masks(classes, entry.region)
+def val_crop(entry: Entry, classes: Sequence[int], packed: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """The un-jittered region at native size: grey crop and (C, h, w) labels, for scoring at native size
+    (packed: (h, w, ceil(C / 8)) as Entry.crop_masks packs them, for unpack_labels on the device)."""
+    return entry.crop_image(entry.region), entry.crop_masks(classes, entry.region, packed)

@@ -88,6 +88,13 @@ def barrier(dist: Dist) -> None:
         tdist.barrier()
 
 
+def default_workers() -> int:
+    """Loader workers per process when the config leaves them open: the cores this process may use, shared by
+    the processes torchrun started on this machine, one left to each process's own loop."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(0, cores // int(os.environ.get("LOCAL_WORLD_SIZE", 1)) - 1)
+
+
 def all_sum(dist: Dist, values: torch.Tensor) -> torch.Tensor:
     """Sum of a float64 CPU tensor over all processes (moved to the device nccl needs)."""
     if not dist.enabled:

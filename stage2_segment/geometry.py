@@ -78,6 +78,63 @@ def resize_masks(masks_hwc: np.ndarray, size: int) -> np.ndarray:
     return out.reshape(size, size, -1)  # cv2 drops a channel axis of length 1
 
 
+# Bilinear sampling reads a 2 x 2 neighbourhood: up to a 2x shrink every source pixel still counts; beyond
+# that the crop is area-averaged first, or thin bone edges would alias.
+MAX_LINEAR_SHRINK = 2.0
+
+
+def crop_matrix(box: Box, size: int, angle_deg: float = 0.0, flip: bool = False) -> np.ndarray:
+    """3 x 3 affine map from the size x size input grid to image pixels, both in continuous coordinates (pixel
+    (0, 0) covers [0, 1) x [0, 1)): box resized to the input, mirrored left-right when flip, turned by angle_deg
+    about its centre. The input's centre lands on the box's centre."""
+    x0, y0, x1, y1 = box
+    a = math.radians(angle_deg)
+    turn = np.array([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]])
+    linear = turn @ np.diag([(x1 - x0) / size * (-1 if flip else 1), (y1 - y0) / size])
+    m = np.eye(3)
+    m[:2, :2] = linear
+    m[:2, 2] = np.array([(x0 + x1) / 2, (y0 + y1) / 2]) - linear @ np.array([size / 2, size / 2])
+    return m
+
+
+def footprint(m: np.ndarray, size: int) -> Box:
+    """The image-pixel box that holds every pixel sampling the input grid through m reads (one pixel of slack
+    for the interpolation's neighbours)."""
+    corners = m[:2, :2] @ np.array([[0, size, 0, size], [0, 0, size, size]], float) + m[:2, 2:]
+    (x0, y0), (x1, y1) = np.floor(corners.min(axis=1)) - 1, np.ceil(corners.max(axis=1)) + 1
+    return (int(x0), int(y0), int(x1), int(y1))
+
+
+def _shift(dx: float, dy: float) -> np.ndarray:
+    t = np.eye(3)
+    t[:2, 2] = dx, dy
+    return t
+
+
+def warp(array: np.ndarray, origin: tuple[int, int], m: np.ndarray, size: int, interpolation: int) -> np.ndarray:
+    """Sample array ((h, w) or (h, w, channels), its pixel [0, 0] at image position origin) on the size x size
+    input grid that m maps into the image: one resampling, zero outside the array."""
+    local = _shift(-origin[0], -origin[1]) @ m
+    cv = _shift(-0.5, -0.5) @ local @ _shift(0.5, 0.5)  # cv2 puts pixel centres on integers
+    out = cv2.warpAffine(array, cv[:2], (size, size), flags=interpolation | cv2.WARP_INVERSE_MAP,
+                         borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    return out.reshape((size, size) + array.shape[2:])  # cv2 drops a channel axis of length 1
+
+
+def warp_image(image: np.ndarray, origin: tuple[int, int], m: np.ndarray, size: int) -> np.ndarray:
+    """Grey image -> the size x size input through m, bilinear; area-averaged first when m shrinks it more than
+    MAX_LINEAR_SHRINK times."""
+    shrink = math.sqrt(abs(np.linalg.det(m[:2, :2])))
+    if shrink > MAX_LINEAR_SHRINK:
+        box = footprint(m, size)
+        cut = crop_padded(image, box, origin)
+        h, w = max(1, round(cut.shape[0] / shrink)), max(1, round(cut.shape[1] / shrink))
+        image = cv2.resize(cut, (w, h), interpolation=cv2.INTER_AREA)
+        m = np.diag([w / cut.shape[1], h / cut.shape[0], 1.0]) @ _shift(-box[0], -box[1]) @ m
+        origin = (0, 0)
+    return warp(image, origin, m, size, cv2.INTER_LINEAR)
+
+
 def to_native(probs: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
     """(C, s, s) probabilities on the input grid -> (C, h, w) on the crop's native pixels (bilinear)."""
     if tuple(probs.shape[-2:]) == tuple(hw):

@@ -18,11 +18,12 @@ from .checkpoint import load_checkpoint, load_weights
 from .distributed import pick_device
 from .geometry import box_hw, crop_padded, resize_image, resize_masks, to_native
 from .model import Preprocess, build_unet
+from .precision import Precision
 from .prior import cut_prior
 
 
-def _forward(net: torch.nn.Module, x: torch.Tensor, amp: bool) -> torch.Tensor:
-    with torch.autocast(x.device.type, dtype=torch.float16, enabled=amp):
+def _forward(net: torch.nn.Module, x: torch.Tensor, amp: bool, amp_dtype: torch.dtype) -> torch.Tensor:
+    with torch.autocast(x.device.type, dtype=amp_dtype, enabled=amp):
         return torch.sigmoid(net(x).float())
 
 
@@ -30,11 +31,13 @@ def _forward(net: torch.nn.Module, x: torch.Tensor, amp: bool) -> torch.Tensor:
 def predict_crops(net: torch.nn.Module, crops: Sequence[np.ndarray], input_size: int, preprocess: Preprocess,
                   device: torch.device, tta_hflip: bool = False, batch: int = 8, amp: bool = False,
                   channels_last: bool = False, channels: Sequence[int] | None = None,
-                  priors: Sequence[np.ndarray] | None = None) -> list[np.ndarray]:
+                  priors: Sequence[np.ndarray] | None = None, amp_dtype: torch.dtype = torch.float16,
+                  on_device: bool = False) -> list[np.ndarray]:
     """Grey uint8 crops of any size -> (C, h, w) float32 probabilities at each crop's own size; with `channels`
     only those output channels, chosen on the device (a real ~900 px carpal region's 29 channels at native size
     are 94 MB of float32 to copy to the host, and the cascade pastes 8). `priors`: for a prior model, each
     crop's (P, h, w) {0,1} full-hand masks on the crop's pixels (prior.cut_prior), resized as training did.
+    on_device: torch tensors left on the device instead (validation scores them there and copies only the sums).
 
     Used by Stage2Model and by training's validation, so validation scores exactly what inference produces.
     """
@@ -49,12 +52,13 @@ def predict_crops(net: torch.nn.Module, crops: Sequence[np.ndarray], input_size:
         x = torch.from_numpy(np.stack(inputs)).to(device)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        probs = _forward(net, x, amp)
+        probs = _forward(net, x, amp, amp_dtype)
         if tta_hflip:  # flip the input, un-flip the output, average
-            probs = (probs + _forward(net, x.flip(-1), amp).flip(-1)) / 2
+            probs = (probs + _forward(net, x.flip(-1), amp, amp_dtype).flip(-1)) / 2
         if pick is not None:
             probs = probs.index_select(1, pick)
-        out.extend(to_native(p, c.shape[:2]).cpu().numpy() for p, c in zip(probs, chunk))
+        out.extend(to_native(p, c.shape[:2]) if on_device else to_native(p, c.shape[:2]).cpu().numpy()
+                   for p, c in zip(probs, chunk))
     return out
 
 
@@ -87,11 +91,11 @@ class Stage2Model:
                               prior_channels=len(self.prior_classes))
         load_weights(self.net, ckpt, checkpoint)
         self.net.to(self.device).eval()
-        trained = ckpt.get("config") or {}
+        trained = Precision.from_checkpoint(ckpt)
         on_gpu = self.device.type == "cuda"
-        # as the network was trained and validated: fp16 only if it trained in AMP, NHWC if it trained so
-        self.amp = on_gpu and bool(trained.get("amp", True))
-        self.channels_last = on_gpu and bool(trained.get("channels_last", True))
+        # as the network was trained and validated: its autocast dtype only if it ran in AMP, NHWC if it ran so
+        self.amp, self.amp_dtype = on_gpu and trained.dtype is not None, trained.dtype or torch.float16
+        self.channels_last = on_gpu and trained.channels_last
         if self.channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
         if on_gpu:
@@ -123,4 +127,5 @@ class Stage2Model:
         priors = ([cut_prior(m, self.prior_classes, r.box) for m, r in zip(full, regions)] if self.needs_prior
                   else None)
         return predict_crops(self.net, crops, self.input_size, self.preprocess, self.device, tta_hflip, batch,
-                             amp=self.amp, channels_last=self.channels_last, channels=channels, priors=priors)
+                             amp=self.amp, channels_last=self.channels_last, channels=channels, priors=priors,
+                             amp_dtype=self.amp_dtype)

@@ -11,7 +11,7 @@ import hashlib
 import itertools
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -21,7 +21,6 @@ import yaml
 
 from convert.classes import CARPAL_INDICES, CLASSES
 from convert.dataset import clip_summary
-from convert.dice import dice_per_class
 from convert.wrist_pose import mix_poses
 from plumbing import offline
 from plumbing.atomic import check_output, write_text
@@ -33,8 +32,9 @@ from . import distributed, epoch_record
 from .checkpoint import check_same, load_checkpoint, load_weights, make_checkpoint, plain, save_checkpoint
 from .config import Stage2Config
 from .data import (TrainCrops, class_indices, preprocess_of, scan_labelled, split_items, split_prior, store_of,
-                   val_crop, write_folds)
+                   unpack_labels, val_crop, write_folds)
 from .model import IN_CHANNELS, build_unet, dice_bce_loss
+from .precision import Precision
 from .predict import predict_crops
 from .prior import corrupt
 from .progress import EpochBar
@@ -122,16 +122,18 @@ def validate(net: torch.nn.Module, items, store, cfg: Stage2Config, device: torc
     at native size (predictions resized up to the crop, never labels shrunk), straight and bent wrists apart
     so the best checkpoint can be chosen on the test set's mix of the two. Ranks share the images."""
     classes = class_indices(cfg.train_classes)
-    thresholds = np.asarray(cfg.thresholds(), np.float32)[:, None, None]
+    thresholds = torch.tensor(cfg.thresholds(), dtype=torch.float32, device=device)[:, None, None]
     preprocess = preprocess_of(cfg)
-    totals = torch.zeros(2, len(classes) + 1, dtype=torch.float64)  # per pose: Dice sums, then the image count
+    precision = Precision.of(cfg.amp, cfg.amp_dtype, cfg.channels_last, device)
+    # per pose: Dice sums, then the image count; on the device, so only these few numbers come back to the host
+    totals = torch.zeros(2, len(classes) + 1, dtype=torch.float64, device=device)
     shard = items[dist.rank::dist.world]
 
     prior_classes = cfg.prior.indices
 
     def load(it):
         entry = store.get(it)
-        image, truth = val_crop(entry, classes)
+        image, truth = val_crop(entry, classes, packed=True)  # packed: 4 bytes a pixel to the device, not 29
         prior = None
         if prior_classes:  # the training corruption, seeded per image: every epoch sees the same priors
             seed = int.from_bytes(hashlib.sha1(it.name.encode()).digest()[:8], "little")
@@ -140,7 +142,6 @@ def validate(net: torch.nn.Module, items, store, cfg: Stage2Config, device: torc
         return image, truth, entry.bent, prior
 
     loaded = bounded_map(load, shard, max(1, cfg.workers))
-    amp = cfg.amp and device.type == "cuda"
     net.eval()
     chunk: list = []
     for one in itertools.chain(loaded, [None]):  # streamed: a few batches of crops in memory, never the fold
@@ -148,15 +149,25 @@ def validate(net: torch.nn.Module, items, store, cfg: Stage2Config, device: torc
             chunk.append(one)
         if chunk and (one is None or len(chunk) == cfg.val_batch):
             probs = predict_crops(net, [c for c, *_ in chunk], cfg.input_size, preprocess, device, cfg.tta_hflip,
-                                  cfg.val_batch, amp, cfg.channels_last,
-                                  priors=[p for *_, p in chunk] if prior_classes else None)
-            for p, (_, truth, bent, _) in zip(probs, chunk):
-                totals[int(bent), :-1] += torch.from_numpy(dice_per_class(p >= thresholds, truth))  # as the paste does
+                                  cfg.val_batch, precision.dtype is not None, precision.channels_last,
+                                  priors=[p for *_, p in chunk] if prior_classes else None,
+                                  amp_dtype=precision.dtype or torch.float16, on_device=True)
+            for p, (_, packed, bent, _) in zip(probs, chunk):
+                truth = unpack_labels(torch.from_numpy(packed)[None].to(device), len(classes))[0].bool()
+                totals[int(bent), :-1] += device_dice(p >= thresholds, truth)  # thresholded as the paste does
                 totals[int(bent), -1] += 1
             chunk = []
     net.train()
-    totals = distributed.all_sum(dist, totals).numpy()
+    totals = distributed.all_sum(dist, totals.cpu()).numpy()
     return ValDice(totals[:, :-1], totals[:, -1])
+
+
+def device_dice(pred: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
+    """convert.dice.dice_per_class on the tensors' device: (C, h, w) bool -> (C,) float64 Dice, a class empty in
+    both counting as 1."""
+    inter = (pred & truth).sum((1, 2), dtype=torch.int64)
+    total = pred.sum((1, 2), dtype=torch.int64) + truth.sum((1, 2), dtype=torch.int64)
+    return torch.where(total > 0, 2 * inter.double() / total.clamp(min=1).double(), 1.0)
 
 
 def _loader(dataset, cfg: Stage2Config, dist: distributed.Dist, device: torch.device):
@@ -189,6 +200,8 @@ def train_stage2(data: str | Path, cfg: Stage2Config, log: Callable[[str], None]
     found = scan_labelled(data)
     split = split_items(found, cfg)
     dist, device = distributed.setup(cfg.device)
+    if cfg.workers is None:  # resolved once, so config.yaml and the checkpoint record what ran
+        cfg = replace(cfg, workers=distributed.default_workers())
     try:
         # one writer per run folder: a second training under the same name is refused, not interleaved
         with run_lock(cfg.run_dir, log) if dist.main else contextlib.nullcontext():
@@ -213,7 +226,7 @@ class _Training:
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LambdaLR
     scaler: torch.amp.GradScaler
-    amp: bool
+    precision: Precision
     results: Results
     scalars: TensorBoardScalars
     start: int  # the first epoch this call runs
@@ -243,7 +256,9 @@ def _setup_train(data, cfg: Stage2Config, split, dist: distributed.Dist, device:
     """Everything before the first epoch, in an order that fails before anything is written."""
     last_path = cfg.run_dir / LAST_FILE
     torch.manual_seed(cfg.seed + dist.rank)
-    meta = {**checkpoint_meta(cfg), "split": split_digest(split)}
+    precision = Precision.of(cfg.amp, cfg.amp_dtype, cfg.channels_last, device)  # mixed precision only pays on GPUs
+    # what ran, not what the config asked: inference repeats it
+    meta = {**checkpoint_meta(cfg), "split": split_digest(split), "precision": precision.as_dict()}
     resumed = _checkpoint_to_resume(cfg, meta, last_path)
     check_output(cfg.run_dir / "config.yaml")  # an unwritable out fails now, not after the crop cache is built
     net = _build_net(cfg, device)
@@ -253,10 +268,9 @@ def _setup_train(data, cfg: Stage2Config, split, dist: distributed.Dist, device:
                                   fused=device.type == "cuda")
     loader = _loader(TrainCrops(split.train, store, cfg), cfg, dist, device)
     scheduler = _scheduler(optimizer, cfg, len(loader))
-    amp = cfg.amp and device.type == "cuda"  # mixed precision only pays on GPUs
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # every crop has the input size: pick the fastest kernels once
-    scaler = torch.amp.GradScaler("cuda", enabled=amp)
+    scaler = torch.amp.GradScaler("cuda", enabled=precision.scaled)
     start, best = 1, -1.0
     if resumed is not None:
         start, best = _resume(resumed, net, optimizer, scheduler, scaler, last_path, log)
@@ -267,7 +281,7 @@ def _setup_train(data, cfg: Stage2Config, split, dist: distributed.Dist, device:
         results.start(after_epoch=start - 1, saved=epoch_record.saved_rows(resumed))
     scalars = TensorBoardScalars(cfg.run_dir, enabled=dist.main)
     return _Training(cfg, split, dist, device, log, meta, net, _parallel(net, dist, device), store, loader, optimizer,
-                     scheduler, scaler, amp, results, scalars, start, best)
+                     scheduler, scaler, precision, results, scalars, start, best)
 
 
 def _checkpoint_to_resume(cfg: Stage2Config, meta: dict, last_path: Path) -> dict | None:
@@ -439,6 +453,7 @@ def _train_steps(t: _Training, epoch: int, bar: EpochBar) -> tuple[float, int, f
     cfg, device = t.cfg, t.device
     t.model.train()
     loss_sum, seen, wait = 0.0, 0, 0.0
+    amp_dtype = t.precision.dtype
     start = time.perf_counter()
     for step, (x, y) in enumerate(t.loader):
         wait += time.perf_counter() - start
@@ -450,11 +465,12 @@ def _train_steps(t: _Training, epoch: int, bar: EpochBar) -> tuple[float, int, f
             x = torch.cat([x, prior], 1)
         if cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=torch.float16, enabled=t.amp):
+        with torch.autocast(device.type, dtype=amp_dtype or torch.float16, enabled=amp_dtype is not None):
             logits = t.model(x)
         loss = dice_bce_loss(logits, y, cfg.dice_weight, cfg.bce_weight)
-        # under AMP the scaler skips steps with overflowing gradients; in full precision a NaN is a real divergence
-        if not t.amp and not torch.isfinite(loss):
+        # float16's scaler skips steps with overflowing gradients; otherwise a NaN is a real divergence, checked
+        # each step on the CPU and once an epoch on a GPU (a check per step would wait for the GPU every step)
+        if not t.scaler.is_enabled() and device.type != "cuda" and not torch.isfinite(loss):
             raise CascadeError(f"training diverged: loss {loss.item()} at epoch {epoch} step {step} (lower lr)")
         t.optimizer.zero_grad(set_to_none=True)
         t.scaler.scale(loss).backward()
@@ -465,4 +481,6 @@ def _train_steps(t: _Training, epoch: int, bar: EpochBar) -> tuple[float, int, f
         seen += len(x)
         bar.step(len(x), loss_sum, seen)
         start = time.perf_counter()
+    if not t.scaler.is_enabled() and not math.isfinite(float(loss_sum)):
+        raise CascadeError(f"training diverged: mean loss {float(loss_sum) / max(seen, 1)} in epoch {epoch} (lower lr)")
     return float(loss_sum), seen, wait

@@ -168,3 +168,14 @@ def test_an_unreadable_image_keeps_the_base_rows_with_skip_bad(stage2_run, truth
     assert result.exit_code == 0, result.output
     broken = read_submission(out).query("image_name == 'broken.png'")["rle"].tolist()
     assert broken == rows["broken.png"]
+
+
+def test_base_boxes_hold_each_class_so_encoding_from_them_repeats_its_rows(truth, tmp_path):
+    """The cascade encodes a base's masks from the boxes its runs give (rle.runs_box), never scanning 4 MB."""
+    from convert import rle
+
+    base = BaseSubmission(base_file(tmp_path / "base.csv", truth, empty=[CLASSES.index("Pisiform")]))
+    for name, masks in list(truth.items())[:3]:
+        boxes = base.boxes(name, masks.shape[1:])
+        assert (boxes[CLASSES.index("Pisiform")] == 0).all()  # an empty row gives an empty box
+        assert base.rows(name) == [rle.encode(m, b) for m, b in zip(base.masks(name, masks.shape[1:]), boxes)]

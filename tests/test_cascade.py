@@ -15,6 +15,7 @@ from cascade.pipeline import Cascade
 from convert.carpal_region import Region
 from convert.classes import CARPAL_INDICES, CLASSES
 from convert.dataset import load_sample, scan
+from convert import rle
 from convert.dice import dice_per_class
 from synthetic_hands import generate
 
@@ -38,6 +39,11 @@ def test_cascade_pastes_only_inside_the_region_and_only_planned_classes(stage1_r
     picked = every[[model.stage2.train_classes.index(c) for c in CARPAL_INDICES]]
     np.testing.assert_allclose(out.probs, picked, atol=1e-6)  # resampling 8 channels or 29 rounds alike to 1e-7
     final = model.final_masks(out, copy=True)
+    # the submission encodes each class from a box holding its pixels (stage 1's, grown by the region if pasted)
+    boxes = model.final_boxes(out)
+    assert boxes is not None and (boxes[list(CARPAL_INDICES)] != 0).any()
+    for c in range(29):
+        assert rle.encode(final[c], boxes[c]) == rle.encode_full(final[c])
     outside = np.ones(image.shape[:2], bool)
     outside[y0:y1, x0:x1] = False
     np.testing.assert_array_equal(final[:, outside], before[:, outside])

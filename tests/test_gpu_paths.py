@@ -55,7 +55,7 @@ def test_validation_streams_its_crops(monkeypatch):
             return np.zeros((8, 8), np.uint8)
 
         def crop_masks(self, classes, box, packed=False):
-            return np.zeros((len(classes), 8, 8), np.uint8)
+            return np.zeros((8, 8, (len(classes) + 7) // 8) if packed else (len(classes), 8, 8), np.uint8)
 
     class Store:
         def get(self, item):
@@ -64,10 +64,29 @@ def test_validation_streams_its_crops(monkeypatch):
 
     def forward(net, crops, *args, **kwargs):
         at_first_forward.append(at_first_forward[0] if at_first_forward else len(loads))
-        return [np.zeros((29, 8, 8), np.float32) for _ in crops]
+        return [torch.zeros(29, 8, 8) for _ in crops]
 
     monkeypatch.setattr(train, "predict_crops", forward)
     cfg = load_stage2_config(CONFIG_DIR / "stage2_cpu.yaml", ["val_batch=4", "workers=1"])
     dice = train.validate(torch.nn.Identity(), list(range(40)), Store(), cfg, torch.device("cpu"), distributed.Dist())
     assert len(loads) == 40 and dice.counts.sum() == 40
     assert at_first_forward[0] <= cfg.val_batch + 2 * cfg.workers  # a batch, plus what the readers keep ahead
+
+
+@pytest.mark.parametrize("processes, cores, want", [(None, 16, 15), ("4", 16, 3), ("8", 4, 0)])
+def test_default_workers_share_the_machines_cores_among_its_processes(monkeypatch, processes, cores, want):
+    """workers: null -> the cores torchrun's processes on this machine share, one left to each main loop (a fixed
+    8 per process oversubscribed 16 cores with 4 GPUs)."""
+    if processes:
+        monkeypatch.setenv("LOCAL_WORLD_SIZE", processes)
+    else:
+        monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    monkeypatch.setattr(distributed.os, "sched_getaffinity", lambda _: set(range(cores)), raising=False)
+    assert distributed.default_workers() == want
+
+
+def test_the_label_bit_table_is_built_once_per_device():
+    """torch.tensor(..., device=cuda) on every step is a blocking copy: the table is kept per device."""
+    from stage2_segment.data import _bits
+
+    assert _bits(torch.device("cpu")) is _bits(torch.device("cpu"))

@@ -123,3 +123,22 @@ def test_largest_values_cannot_overflow_into_a_valid_run():
 ])
 def test_parse_keeps_accepting_space_separated_digits(text, runs):
     assert rle.parse(text).tolist() == runs
+
+
+@settings(max_examples=300, deadline=None)
+@given(arrays(np.uint8, st.tuples(st.integers(1, 24), st.integers(1, 24)), elements=st.sampled_from([0, 0, 0, 1])),
+       st.data())
+def test_encoding_inside_a_known_box_gives_the_same_string(mask, data):
+    """Any box holding every set pixel (reaching past the image or not, whole rows or not) reads only itself and
+    gives the plain encoder's string; no set pixel: any box gives the empty string."""
+    h, w = mask.shape
+    ys, xs = np.nonzero(mask)
+    lo_x, lo_y = (int(xs.min()), int(ys.min())) if xs.size else (w, h)
+    hi_x, hi_y = (int(xs.max()) + 1, int(ys.max()) + 1) if xs.size else (0, 0)
+    x0, y0 = data.draw(st.integers(-3, lo_x)), data.draw(st.integers(-3, lo_y))
+    x1, y1 = data.draw(st.integers(max(hi_x, x0), w + 3)), data.draw(st.integers(max(hi_y, y0), h + 3))
+    assert rle.encode(mask, (x0, y0, x1, y1)) == rle.encode_full(mask)
+    assert rle.encode(mask, (0, y0, w, y1)) == rle.encode_full(mask)  # whole rows: runs may wrap into the next row
+    box = rle.runs_box(rle.parse(rle.encode_full(mask)), mask.shape)  # the box a decoded base gives
+    assert rle.encode(mask, box) == rle.encode_full(mask)
+    assert xs.size == 0 or (box[0] <= lo_x and box[1] == lo_y and box[2] >= hi_x and box[3] == hi_y)

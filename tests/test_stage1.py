@@ -163,6 +163,9 @@ def test_top_instance_predictor_gives_the_same_semantic_masks(stage1_run, orig_h
     full, fast = results
     assert full.masks.sum() > 0 and (full.scores > 0).sum() > 10
     np.testing.assert_allclose(fast.scores, full.scores)
+    for c, (x0, y0, x1, y1) in enumerate(fast.boxes):  # each class's pixels inside its recorded box
+        assert fast.masks[c].sum() == fast.masks[c, max(y0, 0):y1, max(x0, 0):x1].sum()
+    assert full.boxes is None  # ultralytics' own path records none: the encoder scans
     differ = (fast.masks != full.masks).sum()
     assert differ <= full.masks.sum() * 1e-5, f"{differ} pixels differ"  # float rounding at a logit of ~0 only
 

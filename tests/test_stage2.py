@@ -8,6 +8,7 @@ import os
 import socket
 from dataclasses import replace
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -23,8 +24,9 @@ from plumbing.errors import CascadeError
 from stage2_segment.cache import EntryStore, make_entry
 from stage2_segment.checkpoint import load_checkpoint
 from stage2_segment.config import load_stage2_config
-from stage2_segment.data import TrainCrops, unpack_labels, val_crop
-from stage2_segment.geometry import crop_padded, jitter_box, paste, resize_masks, to_native
+from stage2_segment.data import TrainCrops, store_of, unpack_labels, val_crop
+from stage2_segment.geometry import (MAX_LINEAR_SHRINK, crop_matrix, crop_padded, footprint, jitter_box, paste,
+                                     resize_image, resize_masks, to_native, warp, warp_image)
 from stage2_segment.model import Preprocess
 from stage2_segment.predict import Stage2Model, predict_crops
 from stage2_segment.train import ValDice, lr_factor, train_stage2
@@ -143,6 +145,36 @@ def test_jittered_boxes_stay_near_the_region():
     assert all(b[2] - b[0] == b[3] - b[1] for b in boxes)  # a square stays square
 
 
+@pytest.mark.parametrize("box", [(40, 50, 104, 114), (-20, 150, 44, 214)])  # inside; across the left / bottom edge
+def test_one_warp_is_the_crop_flipped_and_turned(box):
+    """Input-sized boxes: the warp reads whole pixels, so flips and quarter turns are exact array operations."""
+    hw = (200, 210)
+    image = np.random.default_rng(0).integers(1, 256, hw, dtype=np.uint8)
+    masks = np.random.default_rng(1).integers(0, 256, hw + (5,), dtype=np.uint8)  # more channels than cv2's 4
+    crop, crop_m = crop_padded(image, box), crop_padded(masks.transpose(2, 0, 1), box).transpose(1, 2, 0)
+    for angle, flip, want, want_m in [(0, False, crop, crop_m), (0, True, crop[:, ::-1], crop_m[:, ::-1]),
+                                      (90, False, np.rot90(crop), np.rot90(crop_m)),
+                                      (180, True, crop[::-1], crop_m[::-1])]:
+        m = crop_matrix(box, 64, angle, flip)
+        np.testing.assert_array_equal(warp_image(image, (0, 0), m, 64), want)
+        reads = footprint(m, 64)
+        cut = crop_padded(masks.transpose(2, 0, 1), reads).transpose(1, 2, 0)
+        np.testing.assert_array_equal(warp(np.ascontiguousarray(cut), reads[:2], m, 64, cv2.INTER_NEAREST), want_m)
+    # a cut of the image with its origin reads the same pixels as the whole image
+    x0, y0 = max(box[0], 0), max(box[1], 0)
+    np.testing.assert_array_equal(warp_image(image[y0:, x0:], (x0, y0), crop_matrix(box, 64), 64), crop)
+
+
+@pytest.mark.parametrize("side", [96, 64 * MAX_LINEAR_SHRINK + 32])  # enlarged / shrunk; shrunk past the limit
+def test_one_warp_resizes_like_the_resize_of_the_crop(side):
+    box = (10, 20, 10 + int(side), 20 + int(side))
+    image = cv2.GaussianBlur(np.random.default_rng(2).integers(0, 256, (300, 300), dtype=np.uint8), (0, 0), 3)
+    got = warp_image(image, (0, 0), crop_matrix(box, 64), 64).astype(int)
+    want = resize_image(crop_padded(image, box), 64).astype(int)
+    # the same pixel centres: fixed-point rounding apart, and past the limit area averaging in two steps
+    assert np.abs(got - want).mean() < 1 and np.abs(got - want).max() <= 3
+
+
 # --- the crop cache ------------------------------------------------------------------------------------------
 
 def test_cache_entry_holds_exactly_the_native_masks(train_copy, tmp_path):
@@ -201,6 +233,21 @@ def test_training_crop_moves_image_and_labels_together(synth_root, tmp_path):
         assert y.shape == (29, 64, 64)
         assert _iou(x[0].numpy() > 0.5, y[CLASS_INDEX["Capitate"]]) > 0.85
         assert _iou(y[CLASS_INDEX["Capitate"]], y[CLASS_INDEX["Lunate"]]) < 0.2
+
+
+def test_training_crops_repeat_with_the_seed(synth_root, tmp_path):
+    cfg = _cfg(tmp_path, "augment.rotate_prob=1.0", "augment.brightness_contrast_prob=1.0")
+    items = scan(synth_root / "train").items[:2]
+    data = TrainCrops(items, store_of(cfg, None), cfg)
+
+    def draw(seed):
+        torch.manual_seed(seed)
+        return [t.numpy() for i in range(2) for t in data[i]]
+
+    first, again, other = draw(0), draw(0), draw(1)
+    for a, b in zip(first, again):
+        np.testing.assert_array_equal(a, b)
+    assert not all(np.array_equal(a, b) for a, b in zip(first, other))
 
 
 @pytest.mark.parametrize("classes", [1, 8, 9, 29])
@@ -417,3 +464,50 @@ def test_torchrun_command_line_one_process(synth_root, tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert load_checkpoint(tmp_path / "runs" / "torchrun" / "last.pt")["epoch"] == 1
+
+
+def test_validation_on_the_device_scores_as_the_host_did(trained, synth_root):
+    """Thresholds and per-class Dice sums on the device give exactly the host's dice_per_class over the native
+    crops (what validation computed before it stayed on the device)."""
+    from convert.dice import dice_per_class
+    from stage2_segment.data import preprocess_of, split_items
+    from stage2_segment.train import validate
+    from stage2_segment import distributed
+    from stage2_segment.model import build_unet
+
+    tmp, cfg, run, _ = trained
+    cfg = replace(cfg, class_thresholds={"Lunate": 0.3, "Ulna": 0.7})
+    net = build_unet(cfg.encoder, len(cfg.train_classes), cfg.decoder_channels).eval()
+    net.load_state_dict(load_checkpoint(run.last)["state_dict"])
+    items = split_items(scan(synth_root / "train"), cfg).val
+    store = store_of(cfg, tmp / "cache")
+    got = validate(net, items, store, cfg, torch.device("cpu"), distributed.Dist())
+    net.eval()  # validate hands the network back in training mode
+
+    classes = [CLASS_INDEX[c] for c in cfg.train_classes]
+    thresholds = np.asarray(cfg.thresholds(), np.float32)[:, None, None]
+    sums, counts = np.zeros((2, len(classes))), np.zeros(2)
+    for item in items:
+        entry = store.get(item)
+        image, truth = val_crop(entry, classes)
+        probs = predict_crops(net, [image], cfg.input_size, preprocess_of(cfg), torch.device("cpu"))[0]
+        sums[int(entry.bent)] += dice_per_class(probs >= thresholds, truth)
+        counts[int(entry.bent)] += 1
+    np.testing.assert_array_equal(got.counts, counts)
+    np.testing.assert_allclose(got.sums, sums, rtol=1e-12)
+    assert 0 < sums.mean() < 1  # neither all empty nor all perfect: the comparison means something
+
+
+def test_checkpoint_records_the_precision_that_ran(trained):
+    """A CPU run asked for AMP runs (and infers) in float32: the checkpoint says so, whatever the config said."""
+    from stage2_segment.precision import Precision
+
+    tmp, cfg, run, _ = trained
+    ckpt = load_checkpoint(run.best)
+    assert ckpt["precision"] == {"amp_dtype": None, "channels_last": cfg.channels_last}
+    asked = Precision.of(True, "bfloat16", True, torch.device("cpu"))
+    assert asked == Precision(None, True) and not asked.scaled
+    assert Precision.from_checkpoint({**ckpt, "precision": asked.as_dict()}).dtype is None
+    # older checkpoints recorded only the config: they trained as it said, in float16 then
+    old = {k: v for k, v in ckpt.items() if k != "precision"}
+    assert Precision.from_checkpoint({**old, "config": {"amp": True}}) == Precision("float16", True)
