@@ -11,7 +11,7 @@ def check_available(device, given) -> None:
     `device` (a torch.device)."""
     import torch
 
-    if device.type == "cpu":
+    if device.type in ("cpu", "cuda"):  # CUDA: the callers check torch.cuda.is_available() and say so
         return
     if device.type == "meta":
         raise CascadeError(f"device {given!r}: the meta device holds no data (use cpu or cuda)")

@@ -44,7 +44,7 @@ def checked_globals(path: str | Path) -> list:
     try:
         names = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
     except (RuntimeError, ValueError, zipfile.BadZipFile, EOFError, OSError) as exc:
-        raise DataError(path, f"not a YOLO segmentation checkpoint (not a torch zip file: {type(exc).__name__})") from None
+        raise DataError(path, f"not a loadable YOLO model (not a torch zip file: {type(exc).__name__})") from None
     allowed = []
     for name in sorted(names):
         obj = _allowed(name)
@@ -66,7 +66,7 @@ def safe_load(path: str | Path):
         reason = " ".join(str(exc).split())
         global_name = reason.split("Unsupported global: GLOBAL ", 1)[-1].split(" ")[0] if "GLOBAL " in reason else ""
         detail = f"refused: its pickle calls {global_name}" if global_name else \
-            f"not a YOLO segmentation checkpoint ({type(exc).__name__})"
+            f"not a loadable YOLO model ({type(exc).__name__})"
         raise DataError(path, detail) from None
 
 
