@@ -270,6 +270,8 @@ def predict(workers, **options):
 
     with Progress("predicting") as progress:
         summary = run_prediction(**options, progress=progress, **({"workers": workers} if workers else {}))
+    if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 wrote the submission and reports it
+        return
     for p in summary.skipped:
         click.echo(f"skipped (empty masks written) {p}", err=True)
     echo_warnings((), summary.oriented)

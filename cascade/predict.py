@@ -55,13 +55,15 @@ def predict_folder(images: str | Path, out: str | Path, stage1: str | Path | Seq
                    batch: int = 4, skip_bad: bool = False, shard: tuple[int, int] = (0, 1),
                    workers: int = os.cpu_count() or 1,
                    progress: Callable[[int, int], None] | None = None,
-                   base: str | Path | None = None) -> PredictSummary:
+                   base: str | Path | None = None, gather=None) -> PredictSummary:
     """Stage 1 (+ stage 2 pasted in its carpal region unless stage2 is None) on every image; several weights or
     checkpoints for a stage make it an ensemble (see Cascade). With `base` (any full-hand model's submission
     for these images) stage 2 is pasted over the base's masks instead of stage 1's, and every class it does not
     paste keeps the base's row byte for byte; the region is stage 1's if `stage1` is given, else found on the
     base's masks. The CSV is written atomically at the end, so an error never leaves half a submission.
-    `shard=(i, n)` takes every n-th image from the i-th on, for n machines; `merge_submissions` joins the parts."""
+    `shard=(i, n)` takes every n-th image from the i-th on, for n machines; `merge_submissions` joins the parts.
+    gather (a stage2_segment.distributed.Dist, under torchrun): the shards' rows go to rank 0, which alone writes
+    the whole submission."""
     check_output(out, [*paths_of(stage1 or []), *paths_of(stage2 or []), paste_file, base], suffix=".csv")
     paths = _shard_images(images, shard)
     plan = PastePlan.load(paste_file) if paste_file else None
@@ -69,10 +71,43 @@ def predict_folder(images: str | Path, out: str | Path, stage1: str | Path | Seq
     model = Cascade(stage1, stage2, device=device, plan=plan, tta_hflip=tta_hflip, base=full_hand)
     p = _Predicting(model, full_hand, stored, skip_bad, batch, PredictSummary(Path(out)))
     start = time.perf_counter()
-    _do_predict(p, paths, workers, progress)
-    _write_checked(p, out, images, len(paths))
+    if gather is None:
+        _do_predict(p, paths, workers, progress)
+        _write_checked(p, out, images, len(paths))
+    elif _gathered(p, gather, lambda: _do_predict(p, paths, workers, progress)):
+        _write_checked(p, out, images, len(list_images(images)))
     p.summary.seconds = time.perf_counter() - start
     return p.summary
+
+
+def _gathered(p: _Predicting, dist, work: Callable[[], None]) -> bool:
+    """Run this rank's share, then bring every rank's rows and summary into rank 0's p; True on rank 0. An
+    error on any rank is raised on rank 0 too (one that stopped first would leave it waiting for ever)."""
+    import torch.distributed as tdist
+
+    try:
+        work()
+        mine = ("ok", p.encoded, p.summary)
+    except CascadeError as exc:  # sent as its line: an exception with its own arguments may not unpickle
+        mine = ("error", str(exc), None)
+    parts = [None] * dist.world if dist.main else None
+    tdist.gather_object(mine, parts, dst=0)
+    if not dist.main:
+        if mine[0] == "error":
+            raise CascadeError(mine[1])
+        return False
+    for kind, found, summary in parts:
+        if kind == "error":
+            raise CascadeError(found)
+    p.encoded, s = {}, p.summary
+    s.sizes, s.skipped, s.oriented, s.regions = {}, [], [], Counter()
+    for _, encoded, summary in parts:
+        p.encoded.update(encoded)
+        s.sizes.update(summary.sizes)
+        s.skipped += summary.skipped
+        s.oriented += summary.oriented
+        s.regions += summary.regions
+    return True
 
 
 _SKIP_BAD_HINT = " (or pass --skip-bad to leave it out)"
@@ -215,5 +250,27 @@ def run_prediction(images: str | Path, out: str | Path, stage1: Sequence[str | P
         shard_index, shard_count = (int(v) for v in shard.split("/"))
     except ValueError:
         raise CascadeError(f"--shard {shard!r}: expected i/n, e.g. 0/4") from None
+    from stage2_segment import distributed
+
+    if distributed.launched_by_torchrun():
+        if (shard_index, shard_count) != (0, 1):
+            raise CascadeError("--shard under torchrun: the launcher's rank and world size shard the images; "
+                               "drop --shard")
+        return _predict_ranks(images, out, stage1 or None, None if stage1_only else stage2, paste_file=paste_file,
+                              tta_hflip=tta, base=base, **kwargs)
     return predict_folder(images, out, stage1 or None, None if stage1_only else stage2, paste_file=paste_file,
                           tta_hflip=tta, shard=(shard_index, shard_count), base=base, **kwargs)
+
+
+def _predict_ranks(images, out, *args, device: str | None = None, **kwargs) -> PredictSummary:
+    """predict_folder in every process torchrun started (one per GPU, on one node or several): each its share
+    of the images (by rank and world size) on its own GPU; rank 0 gathers the rows and writes the one
+    submission, checked, exactly as one process would have."""
+    from stage2_segment import distributed
+
+    dist, own = distributed.setup(device)
+    try:
+        return predict_folder(images, out, *args, device=str(own), shard=(dist.rank, dist.world),
+                              gather=dist, **kwargs)
+    finally:
+        distributed.teardown(dist)

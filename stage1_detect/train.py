@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import json
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +22,7 @@ from plumbing import offline
 from plumbing.errors import DataError
 from plumbing.run_lock import run_lock
 from plumbing.values import MAX_EPOCHS
+from plumbing.terminal import is_terminal
 
 from .config import Stage1Config, resolve_model
 from .threads import all_threads_while_training, threads_kept
@@ -146,6 +149,25 @@ def _amp_check_without_download(trainer) -> None:
     engine.check_amp = check_amp
 
 
+@contextlib.contextmanager
+def bars_for(stream):
+    """ultralytics redraws its progress bars with carriage returns and ANSI erase codes, a frame per batch. Off
+    a terminal (a log file, a pipe) its bars run in their non-interactive mode (as on CI): each writes only its
+    finished line, so an epoch is one line, as in stage 2's log. In this process only: a multi-GPU run's
+    workers, which ultralytics starts itself, still draw."""
+    import ultralytics.utils.tqdm as bars
+
+    if is_terminal(stream):
+        yield
+        return
+    real = bars.is_noninteractive_console
+    bars.is_noninteractive_console = lambda: True
+    try:
+        yield
+    finally:
+        bars.is_noninteractive_console = real
+
+
 def check_settings(cfg: Stage1Config) -> str:
     """What can be checked of the settings without data (ultralytics' arguments, the device, the model name or
     file), before anything is read or written; returns the model file."""
@@ -177,7 +199,7 @@ def train_stage1(data: str | Path, cfg: Stage1Config) -> Stage1Run:
         args["project"] = str(Path(args["project"]).resolve())
     # one writer per run folder (ultralytics would share project/name between two runs with exist_ok)
     with run_lock(Path(args.get("project") or "runs/segment") / str(args.get("name") or "train")), \
-            threads_kept() as threads:
+            threads_kept() as threads, bars_for(sys.stdout):
         model.add_callback("on_train_start", all_threads_while_training(threads))
         model.train(data=str(yaml_path), **args)
     run_dir = Path(model.trainer.save_dir)

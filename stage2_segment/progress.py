@@ -11,15 +11,9 @@ import sys
 import time
 from typing import IO
 
+from plumbing.terminal import FALLBACK_COLUMNS, is_terminal, reported_columns
+
 REFRESH_S = 0.5  # how often the loss and rate are brought up to date: each refresh reads the loss off the device
-
-
-def is_terminal(stream: IO | None) -> bool:
-    """Whether stream is an interactive terminal; a closed or unusual stream counts as not one."""
-    try:
-        return bool(stream is not None and stream.isatty())
-    except (AttributeError, ValueError):  # no isatty, or a closed file
-        return False
 
 
 class EpochBar:
@@ -35,9 +29,11 @@ class EpochBar:
         if enabled and is_terminal(stream):
             from tqdm import tqdm
 
-            # leave=False: the finished bar gives way to the trainer's one summary line for the epoch
-            self._bar = tqdm(total=batches, desc=label, file=stream, unit="batch", leave=False, dynamic_ncols=True,
-                             mininterval=REFRESH_S)
+            # leave=False: the finished bar gives way to the trainer's one summary line for the epoch. A terminal
+            # reporting 0 columns would get a bar 0 wide, i.e. nothing: it gets a fixed width instead
+            sized = reported_columns(stream) != 0
+            self._bar = tqdm(total=batches, desc=label, file=stream, unit="batch", leave=False, dynamic_ncols=sized,
+                             ncols=None if sized else FALLBACK_COLUMNS, mininterval=REFRESH_S)
         self._world = world
         self._samples = 0
         self._start = time.perf_counter()

@@ -253,3 +253,26 @@ def test_a_stage1_only_report_removes_an_earlier_paste_plan(stage1_run, synth_ro
                  "--stage1", stage1_run.best, "--out", report, "--device", "cpu")
     assert result.exit_code == 0, result.output
     assert not (report / "paste.json").exists()
+
+
+def test_predict_under_torchrun_writes_the_single_process_submission_once(stage1_run, stage2_run, test_images,
+                                                                          tmp_path):
+    """Two processes (gloo on the CPU), each its rank's share of the images; rank 0 alone writes the whole
+    submission, byte for byte what one process writes."""
+    import os
+    import subprocess
+    import sys
+
+    common = ["--stage1", stage1_run.best, "--stage2", stage2_run.best, "--images", test_images, "--device", "cpu"]
+    alone = run("predict", *common, "--out", tmp_path / "alone.csv")
+    assert alone.exit_code == 0, alone.output
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(root)}
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+              "-m", "cascade.cli", "predict", *map(str, common)]
+    done = subprocess.run([*launch, "--out", str(tmp_path / "ranks.csv")], cwd=root, env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (tmp_path / "ranks.csv").read_bytes() == (tmp_path / "alone.csv").read_bytes()
+    assert done.stdout.count("passed validate-submission") == 1  # reported once, by rank 0
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".csv") == ["alone.csv", "ranks.csv"]

@@ -263,3 +263,27 @@ def test_stage1_leaves_torch_threads_as_it_found_them(stage1_run, yolo_set, tmp_
         assert torch.get_num_threads() == wanted  # and after it
     finally:
         torch.set_num_threads(before)
+
+
+def test_off_a_terminal_ultralytics_bars_write_only_their_finished_line():
+    """`cascade demo > log`: no carriage return, no ANSI erase code, one line per bar, not one per batch."""
+    import io
+
+    from ultralytics.utils.tqdm import TQDM
+
+    from stage1_detect.train import bars_for
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    for stream, drawn in ((io.StringIO(), False), (Terminal(), True)):
+        with bars_for(stream):
+            for _ in TQDM(range(50), desc="epoch 1/3", file=stream, mininterval=0, disable=False):
+                pass
+        text = stream.getvalue()
+        assert ("\r" in text) == drawn and ("\033[K" in text) == drawn
+        if not drawn:
+            assert text.count("\n") == 1 and "50/50" in text
+    from ultralytics.utils import tqdm as bars
+    assert not bars.is_noninteractive_console()  # put back after training

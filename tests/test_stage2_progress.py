@@ -183,3 +183,22 @@ def test_tensorboard_is_silent_when_absent_and_used_when_present(tmp_path, monke
     present.close()
     assert logged == [("dir", str(tmp_path)), ("stage2/train_loss", 0.5, 2), ("dice/Lunate", 0.7, 2), "closed"]
     assert TensorBoardScalars(tmp_path, enabled=False).used is False  # other ranks than 0 write nothing
+
+
+def test_a_terminal_reporting_zero_columns_still_gets_a_bar():
+    """A bare pseudo-terminal reports 0 x 0: tqdm's own width would be 0 and draw nothing."""
+    import os
+
+    master, slave = os.openpty()
+    try:
+        with os.fdopen(slave, "w", closefd=False) as stream:
+            assert os.get_terminal_size(slave).columns == 0
+            with EpochBar(4, "epoch 1/1", stream=stream) as bar:
+                for i in range(4):
+                    bar.step(2, 0.5 * (i + 1), 2 * (i + 1))
+                stream.flush()
+                drawn = os.read(master, 65536).decode()
+        assert "epoch 1/1" in drawn and "4/4" in drawn
+    finally:
+        os.close(master)
+        os.close(slave)
