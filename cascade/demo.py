@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -286,16 +285,13 @@ def _score_test_set(demo: _Demo, submission: Path, base_test: Path) -> Path:
 def write_test_scores(scores, out: Path) -> dict[str, Path]:
     """dice.csv (class, base_dice, cascade_dice; then mean and carpal_mean) and pose.csv (rows base, cascade),
     written as one folder that replaces the last run's whole."""
-    from plumbing.atomic import replace_dir, write_text
+    from plumbing.atomic import atomic_dir, write_text
 
     from .report import table_csv
 
-    tmp = out.parent / f".{out.name}.partial"
-    shutil.rmtree(tmp, ignore_errors=True)  # a killed run's
-    tmp.mkdir(parents=True)
-    write_text(tmp / "dice.csv", table_csv(scores.table()))
-    write_text(tmp / "pose.csv", table_csv(scores.pose_table()))
-    replace_dir(tmp, out)
+    with atomic_dir(out) as tmp:
+        write_text(tmp / "dice.csv", table_csv(scores.table()))
+        write_text(tmp / "pose.csv", table_csv(scores.pose_table()))
     return {"csv": out / "dice.csv", "pose": out / "pose.csv"}
 
 
