@@ -17,7 +17,8 @@ PLOT_FILE = "results.png"
 SCORE = "val_carpal_dice"  # the column best.pt is chosen by
 DICE_PREFIX = "dice/"      # one column per trained class: dice/<class>
 BASE_COLUMNS = ["epoch", "train_loss", "lr", "epoch_s", "train_s", "samples_per_s", "data_wait_s", "val_s",
-                "val_mean_dice", SCORE, "val_carpal_straight", "val_carpal_bent", "val_bent_images"]
+                "val_mean_dice", SCORE, "val_carpal_straight", "val_carpal_bent", "val_bent_images",
+                "peak_gpu_mb"]  # empty on the CPU
 WEAKEST = 3                # classes drawn apart in the plot: the lowest Dice at the latest validation
 FIGURE_INCHES = (12.0, 4.5)
 FIGURE_DPI = 100

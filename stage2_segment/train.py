@@ -380,6 +380,8 @@ def _train_epoch(t: _Training, epoch: int, started: float) -> tuple[dict, float]
     row = {"epoch": epoch, "lr": t.optimizer.param_groups[0]["lr"], "train_loss": float(sums[0] / max(sums[1], 1)),
            "train_s": round(train_s, 2), "samples_per_s": round(float(sums[1]) / train_s, 2),
            "data_wait_s": round(wait, 2)}
+    if t.device.type == "cuda":  # what the batch and input size cost, for sizing them to the GPU
+        row["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated(t.device) / 2 ** 20)
     return row, wait
 
 
