@@ -100,7 +100,8 @@ def corrupt(masks: np.ndarray, classes: Sequence[int], cfg: PriorConfig, rng: np
                             int(rng.integers(4)))
         limit = max(h, w) // 3 if far else cfg.shift_px  # far: a third of the crop, onto other bones
         if limit:
-            out[j] = _shift(out[j], *(int(v) for v in rng.integers(-limit, limit + 1, 2)))
+            dx, dy = (int(v) for v in rng.integers(-limit, limit + 1, 2))
+            out[j] = crop_padded(out[j], (-dx, -dy, w - dx, h - dy))  # moved by (dx, dy), zero coming in
     return out
 
 
@@ -109,13 +110,3 @@ def _morph(mask: np.ndarray, radius: int, kind: int) -> np.ndarray:
     disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
     op = (cv2.MORPH_DILATE, cv2.MORPH_ERODE, cv2.MORPH_OPEN, cv2.MORPH_CLOSE)[kind]
     return cv2.morphologyEx(mask, op, disc)
-
-
-def _shift(mask: np.ndarray, dx: int, dy: int) -> np.ndarray:
-    """Moved by (dx, dy) pixels, zero where it comes in from outside."""
-    out = np.zeros_like(mask)
-    h, w = mask.shape
-    ys, yd = (slice(0, h - dy), slice(dy, h)) if dy >= 0 else (slice(-dy, h), slice(0, h + dy))
-    xs, xd = (slice(0, w - dx), slice(dx, w)) if dx >= 0 else (slice(-dx, w), slice(0, w + dx))
-    out[yd, xd] = mask[ys, xs]
-    return out
