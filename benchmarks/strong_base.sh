@@ -21,6 +21,7 @@ BASE_EPOCHS=${BASE_EPOCHS:-60}   # configs/fullhand_cpu.yaml at 60 epochs: 0.871
 S2_EPOCHS=${S2_EPOCHS:-"30 60"}  # stage 2 as long as the base, and half of it
 SEEDS=${SEEDS:-"0 1 2"}
 PRIORS=${PRIORS:-"none neighbours"}
+S2_INPUT=${S2_INPUT:-192}        # the carpal region of a 512 px hand is ~180 px: stage 2 sees it at native size
 DEVICE=${DEVICE:-cpu}
 mkdir -p "$OUT"
 DATA=$OUT/data
@@ -58,7 +59,7 @@ for prior in $PRIORS; do for epochs in $S2_EPOCHS; do for seed in $SEEDS; do
     run=$OUT/runs/$name
     [ -f "$run/last.pt" ] && [ -f "$OUT/val/$name/dice.csv" ] || "$CASCADE" train-stage2 --data "$DATA/train" \
         --config configs/stage2_cpu.yaml folds_file="$FOLDS" fold=0 out="$OUT/runs" name="$name" \
-        epochs="$epochs" seed="$seed" prior.classes="$prior" device="$DEVICE"
+        epochs="$epochs" seed="$seed" prior.classes="$prior" input_size="$S2_INPUT" device="$DEVICE"
     # the plan (classes and thresholds) chosen over the base on the validation fold only
     [ -f "$OUT/val/$name/dice.csv" ] || "$CASCADE" evaluate --data "$DATA/train" --folds "$FOLDS" --fold 0 \
         --base "$OUT/base/heldout.csv" --stage2 "$run/last.pt" --out "$OUT/val/$name" --device "$DEVICE" > /dev/null
