@@ -7,6 +7,7 @@ run does. Started plainly, it is one process and none of this applies.
 
 from __future__ import annotations
 
+import inspect
 import os
 from dataclasses import dataclass
 
@@ -74,8 +75,14 @@ def setup(preference: str | int | None) -> tuple[Dist, torch.device]:
     device = pick_device(preference, local_rank)
     owner = not tdist.is_initialized()
     if owner:
-        tdist.init_process_group("nccl" if device.type == "cuda" else "gloo", rank=rank, world_size=world)
+        # bound to its GPU, NCCL need not guess each rank's device (a guess that can hang, seen on an H200)
+        bound = {"device_id": device} if device.type == "cuda" and _takes_device_id() else {}
+        tdist.init_process_group("nccl" if device.type == "cuda" else "gloo", rank=rank, world_size=world, **bound)
     return Dist(rank, world, local_rank, True, owner), device
+
+
+def _takes_device_id() -> bool:
+    return "device_id" in inspect.signature(tdist.init_process_group).parameters  # torch >= 2.3
 
 
 def teardown(dist: Dist) -> None:

@@ -38,6 +38,23 @@ def test_one_process_keeps_the_gpu_it_was_given(monkeypatch):
     assert distributed.pick_device(1, 0) == torch.device("cuda", 1)
 
 
+def test_nccl_is_told_each_process_gpu(torchrun, monkeypatch):
+    """Left to guess, NCCL warned on an H200 that a guessed rank-to-GPU mapping can hang."""
+    calls = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda d: None)
+    monkeypatch.setattr(distributed, "check_available", lambda device, preference: None)
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: False)
+
+    def init_process_group(backend, rank, world_size, device_id=None):  # torch >= 2.3's keywords
+        calls.append((backend, {"rank": rank, "world_size": world_size, "device_id": device_id}))
+
+    monkeypatch.setattr(torch.distributed, "init_process_group", init_process_group)
+    dist, device = distributed.setup("cuda")
+    assert device == torch.device("cuda", 1)
+    assert calls == [("nccl", {"rank": 1, "world_size": 2, "device_id": torch.device("cuda", 1)})]
+
+
 def test_validation_streams_its_crops(monkeypatch):
     """The fold's crops are read a few batches ahead of the network, never all before the first forward pass."""
     import numpy as np
