@@ -21,7 +21,8 @@ BASE_EPOCHS=${BASE_EPOCHS:-60}   # configs/fullhand_cpu.yaml at 60 epochs: 0.871
 S2_EPOCHS=${S2_EPOCHS:-"30 60"}  # stage 2 as long as the base, and half of it
 SEEDS=${SEEDS:-"0 1 2"}
 PRIORS=${PRIORS:-"none neighbours"}
-S2_INPUT=${S2_INPUT:-192}        # the carpal region of a 512 px hand is ~180 px: stage 2 sees it at native size
+S2_INPUT=${S2_INPUT:-128}        # the carpal region of a 512 px hand is ~100 px (120 jittered): native size or more
+BASE_INPUT=${BASE_INPUT:-256}    # the base sees the hand at half size (at 192, 3/8, it reached 0.844: docs/benchmarks.md)
 DEVICE=${DEVICE:-cpu}
 mkdir -p "$OUT"
 DATA=$OUT/data
@@ -35,7 +36,7 @@ FOLDS=$OUT/yolo/folds.json
 BASE=$OUT/runs/base/last.pt
 [ -f "$OUT/base/test.csv" ] || {
     "$CASCADE" train-stage2 --data "$DATA/train" --config configs/fullhand_cpu.yaml folds_file="$FOLDS" fold=0 \
-        out="$OUT/runs" name=base epochs="$BASE_EPOCHS" device="$DEVICE"
+        out="$OUT/runs" name=base epochs="$BASE_EPOCHS" input_size="$BASE_INPUT" device="$DEVICE"
     "$PYTHON" - "$DATA" "$FOLDS" "$BASE" "$OUT/base" "$DEVICE" <<'EOF'
 import sys
 from pathlib import Path
