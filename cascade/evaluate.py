@@ -248,7 +248,7 @@ def _check_runs(runs, folds: list[int], base) -> None:
 
 def _checked_base(base, items: dict, folds_file):
     """The base submission, checked to hold every held-out image; None without one."""
-    from .base import BaseSubmission
+    from convert.base_submission import BaseSubmission
 
     if base is None:
         return None

@@ -9,11 +9,11 @@ from typing import Sequence
 
 import numpy as np
 
+from convert.base_submission import BaseSubmission
 from convert.carpal_region import Region, RegionConfig, carpal_region
 from convert.rle import union_boxes
 from plumbing.errors import CascadeError
 
-from .base import BaseSubmission
 from .paste import PastePlan, paste
 
 

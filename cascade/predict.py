@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from convert import rle
+from convert.base_submission import UNBOUNDED_HW, BaseSubmission
 from convert.classes import NUM_CLASSES
 from convert.images import AS_STORED, read_hw, read_image_oriented
 from convert.submission import encode_masks, list_images, validate_submission, write_submission
@@ -18,7 +19,6 @@ from plumbing.atomic import check_output
 from plumbing.errors import CascadeError, DataError, Problem
 from plumbing.parallel import bounded_map
 
-from .base import UNBOUNDED_HW, BaseSubmission
 from .paste import PastePlan
 from .pipeline import Cascade, paths_of
 

@@ -35,20 +35,15 @@ CACHE_VERSION = 2  # bump when the stored layout changes (2: the wrist pose)
 
 
 @dataclass
-class Entry:
-    hw: tuple[int, int]          # native image size
-    region: Box                  # carpal region of the ground-truth masks (the un-jittered crop)
-    origin: tuple[int, int]      # image (x, y) of image[0, 0]
-    image: np.ndarray            # grey uint8 cut of the context box
-    class_boxes: np.ndarray      # (29, 4) int32 x0, y0, x1, y1 in image pixels of each mask inside the context
+class PackedMasks:
+    """Class masks of one image, each cut to its own bounding box and packed 8 pixels to a byte: a class empty
+    here has a zero box and no bytes."""
+
+    class_boxes: np.ndarray      # (29, 4) int32 x0, y0, x1, y1 in image pixels
     bits: np.ndarray             # the masks inside their boxes, np.packbits, one after the other
     offsets: np.ndarray          # (30,) int64: class c's bytes are bits[offsets[c]:offsets[c + 1]]
-    bent: bool = False           # a bent wrist in the labels (convert.wrist_pose); read from the whole masks, not the cut
 
-    def crop_image(self, box: Box) -> np.ndarray:
-        return crop_padded(self.image, box, self.origin)
-
-    def crop_masks(self, classes: Sequence[int], box: Box, packed: bool = False) -> np.ndarray:
+    def crop(self, classes: Sequence[int], box: Box, packed: bool = False) -> np.ndarray:
         """(len(classes), h, w) uint8 {0,1} masks of box, zero outside the image.
 
         packed: (h, w, ceil(len(classes) / 8)) instead, 8 classes to a byte in np.packbits' bit order
@@ -71,6 +66,49 @@ class Entry:
             else:
                 out[i][window[0]] = inside
         return out
+
+
+def pack_masks(masks: Sequence[np.ndarray | None], context: Box) -> PackedMasks:
+    """29 full-image masks (None: empty) -> what of each lies inside the context box, packed."""
+    cx0, cy0, cx1, cy1 = context
+    boxes = np.zeros((NUM_CLASSES, 4), np.int32)
+    chunks, offsets = [], [0]
+    for c in range(NUM_CLASSES):
+        inside = masks[c][cy0:cy1, cx0:cx1] if masks[c] is not None else np.zeros((0, 0), np.uint8)
+        rows = np.flatnonzero(inside.any(axis=1))
+        if rows.size:
+            cols = np.flatnonzero(inside[rows[0]:rows[-1] + 1].any(axis=0))
+            r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+            boxes[c] = (cx0 + c0, cy0 + r0, cx0 + c1, cy0 + r1)
+            chunks.append(np.packbits(inside[r0:r1, c0:c1].astype(bool)))
+        offsets.append(offsets[-1] + (chunks[-1].size if rows.size else 0))
+    bits = np.concatenate(chunks) if chunks else np.zeros(0, np.uint8)
+    return PackedMasks(boxes, bits, np.array(offsets, np.int64))
+
+
+@dataclass
+class Entry:
+    hw: tuple[int, int]          # native image size
+    region: Box                  # carpal region of the ground-truth masks (the un-jittered crop)
+    origin: tuple[int, int]      # image (x, y) of image[0, 0]
+    image: np.ndarray            # grey uint8 cut of the context box
+    class_boxes: np.ndarray      # (29, 4) int32 x0, y0, x1, y1 in image pixels of each mask inside the context
+    bits: np.ndarray             # the masks inside their boxes, np.packbits, one after the other
+    offsets: np.ndarray          # (30,) int64: class c's bytes are bits[offsets[c]:offsets[c + 1]]
+    bent: bool = False           # a bent wrist in the labels (convert.wrist_pose); read from the whole masks, not the cut
+
+    @property
+    def context(self) -> Box:
+        """The image-pixel box this entry holds: everything a crop can reach."""
+        x0, y0 = self.origin
+        return (x0, y0, x0 + self.image.shape[1], y0 + self.image.shape[0])
+
+    def crop_image(self, box: Box) -> np.ndarray:
+        return crop_padded(self.image, box, self.origin)
+
+    def crop_masks(self, classes: Sequence[int], box: Box, packed: bool = False) -> np.ndarray:
+        """(len(classes), h, w) uint8 {0,1} masks of box, zero outside the image (PackedMasks.crop)."""
+        return PackedMasks(self.class_boxes, self.bits, self.offsets).crop(classes, box, packed)
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {"hw": np.array(self.hw), "region": np.array(self.region), "origin": np.array(self.origin),
@@ -102,20 +140,9 @@ def make_entry(sample: Sample, region_cfg: RegionConfig, reach: float) -> Entry:
     region = carpal_region(masks, region_cfg).box
     context = clip_box(scale_box(region, reach), hw)
     cx0, cy0, cx1, cy1 = context
-    boxes = np.zeros((NUM_CLASSES, 4), np.int32)
-    chunks, offsets = [], [0]
-    for c in range(NUM_CLASSES):
-        inside = masks[c, cy0:cy1, cx0:cx1]
-        rows = np.flatnonzero(inside.any(axis=1))
-        if rows.size:
-            cols = np.flatnonzero(inside[rows[0]:rows[-1] + 1].any(axis=0))
-            r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
-            boxes[c] = (cx0 + c0, cy0 + r0, cx0 + c1, cy0 + r1)
-            chunks.append(np.packbits(inside[r0:r1, c0:c1].astype(bool)))
-        offsets.append(offsets[-1] + (chunks[-1].size if rows.size else 0))
-    bits = np.concatenate(chunks) if chunks else np.zeros(0, np.uint8)
+    packed = pack_masks(masks, context)
     image = np.ascontiguousarray(to_gray_uint8(sample.image)[cy0:cy1, cx0:cx1])
-    return Entry(hw, region, (cx0, cy0), image, boxes, bits, np.array(offsets, np.int64), is_bent(masks))
+    return Entry(hw, region, (cx0, cy0), image, packed.class_boxes, packed.bits, packed.offsets, is_bent(masks))
 
 
 class EntryStore:

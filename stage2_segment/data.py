@@ -25,6 +25,7 @@ from plumbing.errors import DataError
 
 from .cache import Entry, EntryStore
 from .config import Stage2Config
+from .file_priors import FilePriors
 from .geometry import crop_matrix, footprint, jitter_box, reach, warp, warp_image
 from .model import Preprocess
 from .prior import corrupt
@@ -95,15 +96,17 @@ class TrainCrops(torch.utils.data.Dataset):
     """(image (1, s, s) float32, labels (s, s, ceil(C / 8) [+ ceil(P / 8)]) uint8 bit-packed) for one jittered,
     augmented crop per item. The labels travel packed (29 classes: 4 bytes a pixel instead of 29, 4 MiB instead of
     29 per 1024 crop through the workers' shared memory) and are unpacked on the device by unpack_labels. With a
-    prior (cfg.prior), its P channels (the ground truth corrupted, prior.corrupt) follow the labels' bytes and
-    move with exactly the same geometry; split_prior separates them."""
+    prior (cfg.prior), its P channels (the ground truth corrupted, prior.corrupt, or for a share of the crops
+    the prior file's masks as they are) follow the labels' bytes and move with exactly the same geometry;
+    split_prior separates them."""
 
-    def __init__(self, items: Sequence[Item], store: EntryStore, cfg: Stage2Config):
+    def __init__(self, items: Sequence[Item], store: EntryStore, cfg: Stage2Config,
+                 file_priors: FilePriors | None = None):
         import albumentations as A
 
         self.items, self.store = list(items), store
         self.classes = class_indices(cfg.train_classes)
-        self.prior_cfg, self.prior_classes = cfg.prior, cfg.prior.indices
+        self.prior_cfg, self.prior_classes, self.file_priors = cfg.prior, cfg.prior.indices, file_priors
         self.size, self.jitter, self.augment = cfg.input_size, cfg.jitter, cfg.augment
         self.preprocess = preprocess_of(cfg)
         a = cfg.augment
@@ -134,8 +137,11 @@ class TrainCrops(torch.utils.data.Dataset):
         image = warp_image(entry.image, entry.origin, m, self.size)
         reads = footprint(m, self.size)
         packed = entry.crop_masks(self.classes, reads, packed=True)  # 8 classes a byte: nearest moves whole bytes
-        if self.prior_classes:  # made wrong at native size, where the full-hand model's errors are
-            prior = corrupt(entry.crop_masks(self.prior_classes, reads), self.prior_classes, self.prior_cfg, rng)
+        if self.prior_classes:
+            if self.file_priors is not None and rng.random() < self.prior_cfg.file_share:
+                prior = self.file_priors.crop(self.items[i].name, reads)
+            else:  # made wrong at native size, where the full-hand model's errors are
+                prior = corrupt(entry.crop_masks(self.prior_classes, reads), self.prior_classes, self.prior_cfg, rng)
             packed = np.concatenate([packed, np.packbits(prior.transpose(1, 2, 0), axis=-1)], axis=-1)
         masks = warp(packed, reads[:2], m, self.size, cv2.INTER_NEAREST)
         self.tone.set_random_seed(int(seeds[1]))  # its own stream: a shared one would tie tone to geometry

@@ -46,6 +46,8 @@ class PriorConfig:
     morph_prob: float = 0.5                # per class: grown, shrunk, opened or closed
     morph_radius: tuple[int, int] = (1, 4)  # pixels of the native image (real 2048 px films: 1-10)
     shift_px: int = 3                      # per class: moved up to this many native pixels each way
+    file: str | None = None                # a submission of every training image (a base's out-of-fold predictions)
+    file_share: float = 0.5                # with a file: share of training crops whose prior is the file's, as it is
 
     def __post_init__(self):
         if isinstance(self.classes, str):
@@ -59,7 +61,9 @@ class PriorConfig:
                 raise ValueError(f"classes: unknown class(es) {', '.join(unknown)}")
             if len(set(self.classes)) != len(self.classes):
                 raise ValueError("classes: a class is listed twice")
-        for key in ("empty_prob", "wrong_prob", "drop_prob", "swap_prob", "morph_prob"):
+        if self.file is not None and not self.indices:
+            raise ValueError("file: a prior file needs prior classes (classes: none sees no prior)")
+        for key in ("empty_prob", "wrong_prob", "drop_prob", "swap_prob", "morph_prob", "file_share"):
             check_range(key, getattr(self, key), 0, 1)
         check_pair("morph_radius", self.morph_radius)
         check_range("morph_radius", self.morph_radius[0], 1)

@@ -33,6 +33,7 @@ from .checkpoint import check_same, load_checkpoint, load_weights, make_checkpoi
 from .config import Stage2Config
 from .data import (TrainCrops, class_indices, preprocess_of, scan_labelled, split_items, split_prior, store_of,
                    unpack_labels, val_crop, write_folds)
+from .file_priors import FilePriors
 from .model import IN_CHANNELS, build_unet, dice_bce_loss
 from .precision import Precision
 from .predict import predict_crops
@@ -117,7 +118,7 @@ class ValDice:
 
 
 def validate(net: torch.nn.Module, items, store, cfg: Stage2Config, device: torch.device,
-             dist: distributed.Dist) -> ValDice:
+             dist: distributed.Dist, file_priors: FilePriors | None = None) -> ValDice:
     """Dice per trained class over the validation images, each scored on its un-jittered ground-truth region
     at native size (predictions resized up to the crop, never labels shrunk), straight and bent wrists apart
     so the best checkpoint can be chosen on the test set's mix of the two. Ranks share the images."""
@@ -135,7 +136,9 @@ def validate(net: torch.nn.Module, items, store, cfg: Stage2Config, device: torc
         entry = store.get(it)
         image, truth = val_crop(entry, classes, packed=True)  # packed: 4 bytes a pixel to the device, not 29
         prior = None
-        if prior_classes:  # the training corruption, seeded per image: every epoch sees the same priors
+        if file_priors is not None:  # the base's own predictions: what the cascade will be fed
+            prior = file_priors.crop(it.name, entry.region)
+        elif prior_classes:  # the training corruption, seeded per image: every epoch sees the same priors
             seed = int.from_bytes(hashlib.sha1(it.name.encode()).digest()[:8], "little")
             prior = corrupt(entry.crop_masks(prior_classes, entry.region), prior_classes, cfg.prior,
                             np.random.default_rng([cfg.seed, seed]))
@@ -222,6 +225,7 @@ class _Training:
     net: torch.nn.Module
     model: torch.nn.Module  # net, or net wrapped for DistributedDataParallel under torchrun
     store: object
+    file_priors: FilePriors | None  # prior.file's masks, when the config names one
     loader: torch.utils.data.DataLoader
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LambdaLR
@@ -262,11 +266,13 @@ def _setup_train(data, cfg: Stage2Config, split, dist: distributed.Dist, device:
     resumed = _checkpoint_to_resume(cfg, meta, last_path)
     check_output(cfg.run_dir / "config.yaml")  # an unwritable out fails now, not after the crop cache is built
     net = _build_net(cfg, device)
-    store = _load_images(data, cfg, split, dist, meta, log)
+    # the prior file's format and image names checked before the images are read; its masks once they are
+    file_priors = FilePriors(cfg.prior.file, cfg.prior.indices, split.train + split.val) if cfg.prior.file else None
+    store = _load_images(data, cfg, split, dist, meta, log, file_priors)
     # fused: one kernel for all parameters on the GPU, and no host sync per step for the scaler's inf check
     optimizer = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
                                   fused=device.type == "cuda")
-    loader = _loader(TrainCrops(split.train, store, cfg), cfg, dist, device)
+    loader = _loader(TrainCrops(split.train, store, cfg, file_priors), cfg, dist, device)
     scheduler = _scheduler(optimizer, cfg, len(loader))
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # every crop has the input size: pick the fastest kernels once
@@ -280,8 +286,8 @@ def _setup_train(data, cfg: Stage2Config, split, dist: distributed.Dist, device:
     if dist.main:  # a new run's table starts empty; a resumed one's continues from last.pt's rows
         results.start(after_epoch=start - 1, saved=epoch_record.saved_rows(resumed))
     scalars = TensorBoardScalars(cfg.run_dir, enabled=dist.main)
-    return _Training(cfg, split, dist, device, log, meta, net, _parallel(net, dist, device), store, loader, optimizer,
-                     scheduler, scaler, precision, results, scalars, start, best)
+    return _Training(cfg, split, dist, device, log, meta, net, _parallel(net, dist, device), store, file_priors,
+                     loader, optimizer, scheduler, scaler, precision, results, scalars, start, best)
 
 
 def _checkpoint_to_resume(cfg: Stage2Config, meta: dict, last_path: Path) -> dict | None:
@@ -299,14 +305,18 @@ def _build_net(cfg: Stage2Config, device: torch.device) -> torch.nn.Module:
     return net.to(memory_format=torch.channels_last) if cfg.channels_last else net
 
 
-def _load_images(data, cfg: Stage2Config, split, dist: distributed.Dist, meta: dict, log):
-    """The crop store with every image of this process's share loaded (and cached), then the run folder."""
+def _load_images(data, cfg: Stage2Config, split, dist: distributed.Dist, meta: dict, log,
+                 file_priors: FilePriors | None = None):
+    """The crop store with every image of this process's share loaded (and cached), the prior file's masks
+    checked and kept, then the run folder."""
     cache_dir = (Path(cfg.cache_dir) if cfg.cache_dir else offline.CACHE_DIR / "stage2") if cfg.cache else None
     store = store_of(cfg, cache_dir)
     t0 = time.perf_counter()
     clips = store.build(split.train[dist.rank::dist.world] + split.val[dist.rank::dist.world], max(1, cfg.workers))
     if clip_summary(clips):  # this process's share of the images, under torchrun
         log(clip_summary(clips))
+    if file_priors is not None:  # every process: its crops may come from any training image
+        file_priors.load(split.train + split.val, store, max(1, cfg.workers))
     distributed.barrier(dist)
     # the run folder is written once the network and every image have loaded: a failed start leaves nothing
     if dist.main:
@@ -388,7 +398,7 @@ def _train_epoch(t: _Training, epoch: int, started: float) -> tuple[dict, float]
 def _validate_epoch(t: _Training, row: dict) -> np.ndarray:
     """Validation Dice per trained class, added to the epoch's row."""
     t_val = time.perf_counter()
-    val = validate(t.net, t.split.val, t.store, t.cfg, t.device, t.dist)
+    val = validate(t.net, t.split.val, t.store, t.cfg, t.device, t.dist, t.file_priors)
     dice = val.mean(t.cfg.bent_share)
     row.update(val_s=round(time.perf_counter() - t_val, 2), val_carpal_dice=float(dice[t.scored].mean()),
                val_mean_dice=float(dice.mean()),

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from cascade.base import BaseSubmission
+from convert.base_submission import BaseSubmission
 from cascade.cli import main
 from cascade.evaluate import held_out
 from cascade.pipeline import Cascade

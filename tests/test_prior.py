@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from cascade.base import BaseSubmission
+from convert.base_submission import BaseSubmission
 from cascade.fullhand import predict_whole_images
 from cascade.pipeline import Cascade
 from configs import CONFIG_DIR
@@ -19,6 +19,7 @@ from convert.submission import encode_masks, write_submission
 from plumbing.errors import CascadeError
 from stage2_segment.config import load_stage2_config
 from stage2_segment.data import TrainCrops, split_prior, store_of
+from stage2_segment.file_priors import FilePriors
 from stage2_segment.geometry import crop_padded
 from stage2_segment.predict import Stage2Model
 from stage2_segment.prior import PRESETS, SWAP_PAIRS, PriorConfig, corrupt, cut_prior
@@ -136,3 +137,95 @@ def test_the_cascade_feeds_the_base_masks_to_a_prior_model_and_they_matter(prior
         assert np.allclose(out.probs, mine[channels], atol=1e-6)  # the cascade gave it the base's masks
     empty = model.predict(images, regions, full=[np.zeros_like(m) for m in truth.values()])
     assert not np.allclose(direct[0], empty[0])  # the prior channels are read
+
+
+def _swapped_truth(items, path, keep=None):
+    """A submission of items whose masks are the ground truth with Trapezium and Trapezoid exchanged: a base
+    prediction that differs from the labels in a way the crop's geometry keeps."""
+    a, b = CLASS_INDEX["Trapezium"], CLASS_INDEX["Trapezoid"]
+    rows = {}
+    for s in iter_samples(list(items)):
+        masks = class_masks(s.polygons, s.hw)
+        masks[[a, b]] = masks[[b, a]]
+        rows[s.item.name] = encode_masks(masks)
+    write_submission(path, {n: r for n, r in rows.items() if keep is None or n in keep})
+    return path
+
+
+def test_file_priors_are_the_files_masks_through_the_crops_geometry(synth_root, tmp_path):
+    """prior.file: a share of the crops sees the file's masks, moved exactly as the labels; the rest the
+    ground truth (here uncorrupted)."""
+    items = scan(synth_root / "train").items[:3]
+    oof = _swapped_truth(items, tmp_path / "oof.csv")
+    cfg = tiny(tmp_path, "prior.classes=carpals", *CLEAN, "augment.rotate_prob=1", "augment.hflip=0.5",
+               f"prior.file={oof}", "prior.file_share=0.5")
+    store = store_of(cfg, None)
+    priors = FilePriors(oof, cfg.prior.indices, items)
+    priors.load(items, store, workers=1)
+    crops = TrainCrops(items, store, cfg, priors)
+    carpal_rows = [crops.classes.index(c) for c in CARPAL_INDICES]
+    swapped = list(carpal_rows)
+    swapped[0], swapped[1] = swapped[1], swapped[0]  # Trapezium and Trapezoid are the first two carpals
+    torch.manual_seed(0)
+    seen = {"file": 0, "truth": 0}
+    for _ in range(4):
+        for i in range(len(items)):
+            _, packed = crops[i]
+            labels, prior = split_prior(packed[None], len(crops.classes), len(crops.prior_classes))
+            assert labels[0, carpal_rows[0]].sum() > 0 and not torch.equal(labels[0, carpal_rows[0]],
+                                                                            labels[0, carpal_rows[1]])
+            if torch.equal(prior[0], labels[0, swapped]):
+                seen["file"] += 1
+            else:
+                assert torch.equal(prior[0], labels[0, carpal_rows])
+                seen["truth"] += 1
+    assert seen["file"] and seen["truth"]  # both sources, mixed at file_share
+
+
+def test_training_with_a_prior_file_runs_and_validates_on_it(synth_root, tmp_path):
+    items = scan(synth_root / "train").items
+    oof = _swapped_truth(items, tmp_path / "oof.csv")
+    run = train_stage2(synth_root / "train", tiny(tmp_path, "prior.classes=carpals", f"prior.file={oof}"),
+                       log=lambda _: None)
+    assert torch.load(run.best, weights_only=True)["config"]["prior"]["file"] == str(oof)
+
+
+def _cli_error(synth_root, tmp_path, prior_file, *more):
+    from click.testing import CliRunner
+
+    from cascade.cli import main
+
+    result = CliRunner().invoke(main, [
+        "train-stage2", "--data", str(synth_root / "train"), "--config", str(CONFIG_DIR / "stage2_cpu.yaml"),
+        "epochs=1", "input_size=64", "batch=4", "workers=0", "device=cpu", "folds=3", "cache=false",
+        f"out={tmp_path / 'runs'}", "prior.classes=carpals", f"prior.file={prior_file}", *more])
+    assert result.exit_code != 0, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and "Traceback" not in result.output, result.output
+    assert not (tmp_path / "runs").exists()  # refused before the run folder is written
+    return lines[0]
+
+
+def test_a_bad_prior_file_is_a_one_line_error_naming_it(synth_root, tmp_path):
+    items = scan(synth_root / "train").items
+    short = _swapped_truth(items, tmp_path / "short.csv", keep={it.name for it in items[1:]})
+    line = _cli_error(synth_root, tmp_path, short)
+    assert "short.csv" in line and items[0].name in line and "not in the base submission" in line
+
+    line = _cli_error(synth_root, tmp_path, tmp_path / "missing.csv")
+    assert "missing.csv" in line
+
+    (tmp_path / "garbage.csv").write_text("this,is\nnot a submission\n")
+    assert "garbage.csv" in _cli_error(synth_root, tmp_path, tmp_path / "garbage.csv")
+
+    # every image named, but one mask runs past its image (a file made for other image sizes)
+    big = tmp_path / "big.csv"
+    text = _swapped_truth(items, big).read_text().splitlines()
+    victim = next(i for i, row in enumerate(text) if row.startswith(items[0].name + ",Lunate,"))
+    text[victim] = f"{items[0].name},Lunate,{10 ** 7} 5"
+    big.write_text("\n".join(text) + "\n")
+    line = _cli_error(synth_root, tmp_path, big)
+    assert "big.csv" in line and items[0].name in line and "Lunate" in line
+
+    line = _cli_error(synth_root, tmp_path, short, "prior.classes=none")
+    assert "prior.file" in line and "classes" in line

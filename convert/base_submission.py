@@ -1,15 +1,16 @@
-"""A base submission: any full-hand model's CSV, as the full-hand prediction the cascade pastes stage 2 over."""
+"""A base submission: any full-hand model's CSV, read and checked: the full-hand prediction the cascade pastes stage 2
+over, or the priors stage 2 trains on (a base's out-of-fold predictions of the training images)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from convert import rle
-from convert.classes import CLASSES, NUM_CLASSES
-from convert.submission import read_submission, validate_submission
+from . import rle
+from .classes import CLASSES, NUM_CLASSES
+from .submission import read_submission, validate_submission
 from plumbing.errors import DataError
 
 UNBOUNDED_HW = (2**31, 1)  # the format check alone; each mask's bounds are checked at its own image's size
@@ -56,14 +57,16 @@ class BaseSubmission:
         """(29, 4) x0, y0, x1, y1 holding each class's pixels, read off the runs (rle.encode then reads only these)."""
         return np.array([rle.runs_box(rle.parse(code), hw) for code in self._rows[name]], np.int64)
 
-    def masks(self, name: str, hw: tuple[int, int]) -> np.ndarray:
-        """The image's (29, H, W) uint8 masks; a run beyond the image is a one-line error naming image and class."""
+    def masks(self, name: str, hw: tuple[int, int], classes: Sequence[int] | None = None) -> np.ndarray:
+        """The image's (29, H, W) uint8 masks (or only those of `classes`, in that order); a run beyond the
+        image is a one-line error naming image and class."""
         if name not in self._rows:
             raise DataError(self.path, f"image {name} is not in the base submission")
-        out = np.empty((NUM_CLASSES, *hw), np.uint8)
-        for c, code in enumerate(self._rows[name]):
+        classes = range(NUM_CLASSES) if classes is None else classes
+        out = np.empty((len(classes), *hw), np.uint8)
+        for j, c in enumerate(classes):
             try:
-                out[c] = rle.decode(code, hw)  # checks the runs against the image's size
+                out[j] = rle.decode(self._rows[name][c], hw)  # checks the runs against the image's size
             except ValueError as exc:
                 raise DataError(self.path, f"{name} {CLASSES[c]}: {exc} (the image is {hw[1]}x{hw[0]})") from None
         return out
