@@ -13,7 +13,7 @@ from configs import CONFIG_DIR, load_config
 from convert.check import check_dataset
 from convert.folds import FOLDS_FILE
 from convert.submission import list_images
-from convert.wrist_pose import TEST_BENT_SHARE
+from convert.wrist_pose import TEST_BENT_SHARE, TRAIN_BENT_SHARE
 from convert.yolo import convert_to_yolo
 from plumbing.errors import CascadeError, DataError
 from plumbing.values import check_range
@@ -27,8 +27,8 @@ if TYPE_CHECKING:
 @dataclass
 class DemoConfig:
     patients: int = 24
-    test_patients: int = 3
-    bent_share: float | None = None  # of the training images (None: each image draws; the real set: 0.11)
+    test_patients: int = 8
+    bent_share: float | None = TRAIN_BENT_SHARE  # of the training images, as in the real set (None: each draws)
     test_bent_share: float = TEST_BENT_SHARE  # of the test images, as in the real test set
     size: int = 512
     seed: int = 0

@@ -13,6 +13,7 @@ from .classes import CLASS_INDEX
 
 BENT_DEGREES = 10.0      # hand axis (middle metacarpal) vs forearm axis (radius) beyond this: a bent wrist
 TEST_BENT_SHARE = 0.58   # share of bent wrists in the real test set (lessons.md)
+TRAIN_BENT_SHARE = 0.11  # and in the real training set
 HAND_AXIS, FOREARM_AXIS = CLASS_INDEX["finger-11"], CLASS_INDEX["Radius"]
 
 
