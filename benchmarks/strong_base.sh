@@ -72,30 +72,4 @@ for prior in $PRIORS; do for epochs in $S2_EPOCHS; do for seed in $SEEDS; do
     score "$OUT/sub/$name.csv" "$OUT/test/$name"
 done; done; done
 
-"$PYTHON" - "$OUT" <<'EOF'
-import re
-import sys
-from pathlib import Path
-
-import pandas as pd
-
-out = Path(sys.argv[1])
-rows = {}
-for report in sorted((out / "test").iterdir()):
-    dice = pd.read_csv(report / "dice.csv", index_col="class")["submission_dice"]
-    pose = pd.read_csv(report / "pose.csv", index_col="method").loc["submission"]
-    rows[report.name] = {"mean": dice["mean"], "carpal": dice["carpal_mean"], "straight_carpal": pose["straight_carpal"],
-                         "bent_carpal": pose["bent_carpal"], "straight_mean": pose["straight_mean"],
-                         "bent_mean": pose["bent_mean"]}
-table = pd.DataFrame.from_dict(rows, orient="index")
-groups = table.groupby(lambda n: re.sub(r"_s\d+$", "", n))
-summary = groups.mean().join(groups.min().add_suffix("_min")).join(groups.max().add_suffix("_max"))
-summary.insert(0, "seeds", groups.size())
-text = ["| run | seeds | " + " | ".join(f"{c} mean [min, max]" for c in table.columns) + " |",
-        "|---" * (len(table.columns) + 2) + "|"]
-for name, r in summary.iterrows():
-    text.append(f"| {name} | {int(r['seeds'])} | " + " | ".join(
-        f"{r[c]:.3f} [{r[c + '_min']:.3f}, {r[c + '_max']:.3f}]" for c in table.columns) + " |")
-(out / "summary.md").write_text("\n".join(text) + "\n")
-print("\n".join(text))
-EOF
+"$PYTHON" benchmarks/strong_base_summary.py "$OUT"

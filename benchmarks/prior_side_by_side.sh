@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# The demo's stage 2 (crop alone) and the same stage 2 trained with the prior (`prior.classes=neighbours`, all
+# else equal), each pasted over the demo's weak stage 1 and over its baseline, scored on the demo's labelled test
+# set. Paste plans are chosen on the held-out fold; the test labels are read only by the final scoring. Needs a
+# finished `make demo` folder (about 12 minutes more on 2 cores):
+#
+#   bash benchmarks/prior_side_by_side.sh                      # DEMO=demo_out OUT=prior_side_by_side_out
+#
+# Every step is skipped when its output exists; the table is $OUT/summary.md (benchmarks/strong_base_summary.py).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+CASCADE=${CASCADE:-.venv/bin/cascade}
+PYTHON=${PYTHON:-.venv/bin/python}
+DEMO=${DEMO:-demo_out}
+OUT=${OUT:-prior_side_by_side_out}
+PRIOR=${PRIOR:-neighbours}
+DEVICE=${DEVICE:-cpu}
+DATA=$DEMO/data
+FOLDS=$DEMO/yolo/folds.json
+STAGE1=$DEMO/runs/stage1/demo/weights/best.pt
+for f in "$FOLDS" "$STAGE1" "$DEMO/runs/stage2/demo/best.pt" "$DEMO/base/heldout.csv" "$DEMO/base/test.csv"; do
+    [ -e "$f" ] || { echo "error: $f is missing: run \`make demo\` (or set DEMO) first" >&2; exit 2; }
+done
+mkdir -p "$OUT/test" "$OUT/sub"
+
+score() {  # score SUBMISSION NAME: Dice on the test labels
+    [ -f "$OUT/test/$2/dice.csv" ] || "$CASCADE" evaluate --data "$DATA/test" --labels "$DATA/test_labels" \
+        --submission "$1" --out "$OUT/test/$2" > /dev/null
+}
+
+# the prior model: the demo's stage 2 settings, seed and fold, with the prior as extra input
+PRIOR_CKPT=$OUT/runs/prior/best.pt
+[ -f "$PRIOR_CKPT" ] || "$CASCADE" train-stage2 --data "$DATA/train" --config configs/stage2_cpu.yaml \
+    folds_file="$FOLDS" fold=0 out="$OUT/runs" name=prior prior.classes="$PRIOR" device="$DEVICE" resume=false
+
+# the references: stage 1 alone and the baseline alone, on the test images
+[ -f "$OUT/sub/stage1.csv" ] || "$CASCADE" predict --stage1 "$STAGE1" --stage1-only --images "$DATA/test/DCM" \
+    --out "$OUT/sub/stage1.csv" --device "$DEVICE" > /dev/null
+score "$OUT/sub/stage1.csv" stage1
+score "$DEMO/base/test.csv" base
+
+for model in crop prior; do
+    ckpt=$DEMO/runs/stage2/demo/best.pt
+    [ $model = prior ] && ckpt=$PRIOR_CKPT
+    for over in stage1 base; do
+        name=${over}_${model}
+        if [ $over = stage1 ]; then
+            val=(--stage1 "$STAGE1"); test=(--stage1 "$STAGE1")
+        else
+            val=(--base "$DEMO/base/heldout.csv"); test=(--base "$DEMO/base/test.csv")
+        fi
+        [ -d "$OUT/val/$name" ] || "$CASCADE" evaluate --data "$DATA/train" --folds "$FOLDS" --fold 0 "${val[@]}" \
+            --stage2 "$ckpt" --out "$OUT/val/$name" --device "$DEVICE" > /dev/null
+        plan=()
+        [ -f "$OUT/val/$name/paste.json" ] && plan=(--paste-file "$OUT/val/$name/paste.json")
+        [ -f "$OUT/sub/$name.csv" ] || "$CASCADE" predict --images "$DATA/test/DCM" "${test[@]}" --stage2 "$ckpt" \
+            "${plan[@]}" --out "$OUT/sub/$name.csv" --device "$DEVICE" > /dev/null
+        score "$OUT/sub/$name.csv" "$name"
+    done
+done
+
+# two references: each cascade is set against the full-hand prediction it was pasted over
+for over in stage1 base; do
+    mkdir -p "$OUT/over_$over/test"
+    rm -rf "$OUT/over_$over/test/"* "$OUT/over_$over/val"
+    cp -r "$OUT/test/$over" "$OUT/over_$over/test/base"
+    for model in crop prior; do
+        cp -r "$OUT/test/${over}_$model" "$OUT/over_$over/test/$model"
+        [ -d "$OUT/val/${over}_$model" ] && mkdir -p "$OUT/over_$over/val" \
+            && cp -r "$OUT/val/${over}_$model" "$OUT/over_$over/val/$model"
+    done
+    echo "## over $over"
+    "$PYTHON" benchmarks/strong_base_summary.py "$OUT/over_$over"
+done | tee "$OUT/summary.md"
