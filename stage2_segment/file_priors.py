@@ -26,7 +26,7 @@ class FilePriors:
     def __init__(self, path: str | Path, classes: Sequence[int], items: Sequence[Item]):
         """Reads and checks the file's format and that it names every image of items (nothing decoded yet)."""
         self.path, self.classes = Path(path), list(classes)
-        self.submission = BaseSubmission(self.path)
+        self.submission: BaseSubmission | None = BaseSubmission(self.path)
         self.submission.check_names([it.name for it in items], "the training and validation images")
         self._packed: dict[str, PackedMasks] = {}
 
@@ -34,6 +34,7 @@ class FilePriors:
         """Each image's masks checked against its size, and the prior classes kept where crops reach."""
         for name, packed in bounded_map(lambda it: (it.name, self._pack(it, store)), list(items), workers):
             self._packed[name] = packed
+        self.submission = None  # its text rows (tens of MB for a real set) need not follow into every loader worker
 
     def _pack(self, item: Item, store: EntryStore) -> PackedMasks:
         entry = store.get(item)
