@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # The cascade over a strong full-hand base, scored on a labelled test set shifted like the real one (11% bent
-# wrists in training, 58% in the test images), for today's crop model and the prior model, over SEEDS and
-# stage 2 lengths. Paste plans are chosen on the validation fold only; the test labels are read only by the
+# wrists in training, 58% in the test images), for today's crop model and the prior model, over seeds and
+# stage 2 lengths (RUNS). Paste plans are chosen on the validation fold only; the test labels are read only by the
 # final `cascade evaluate --submission ... --labels`.
 #
-#   bash benchmarks/strong_base.sh                 # the full run (sized for about 100 minutes on 2 cores)
-#   OUT=/tmp/sb PATIENTS=6 TEST_PATIENTS=2 SIZE=192 BASE_EPOCHS=1 S2_EPOCHS=1 SEEDS=0 bash benchmarks/strong_base.sh
+#   bash benchmarks/strong_base.sh                 # the full run (about 90 minutes on 2 cores: docs/benchmarks.md)
+#   OUT=/tmp/sb PATIENTS=6 TEST_PATIENTS=2 SIZE=192 BASE_EPOCHS=1 RUNS="1:0 1:1" bash benchmarks/strong_base.sh
 #
 # Every step is skipped when its output exists, so a killed run resumes where it stopped; the table of test
 # scores ($OUT/summary.md) is rebuilt from whatever has finished.
@@ -18,8 +18,7 @@ PATIENTS=${PATIENTS:-32}
 TEST_PATIENTS=${TEST_PATIENTS:-12}
 SIZE=${SIZE:-512}
 BASE_EPOCHS=${BASE_EPOCHS:-60}   # configs/fullhand_cpu.yaml at 60 epochs: 0.871 held-out mean on the demo's data
-S2_EPOCHS=${S2_EPOCHS:-"30 60"}  # stage 2 as long as the base, and half of it
-SEEDS=${SEEDS:-"0 1 2"}
+RUNS=${RUNS:-"60:0 60:1 60:2 30:0"}  # stage 2 epochs:seed: as long as the base over 3 seeds, and half as long
 PRIORS=${PRIORS:-"none neighbours"}
 S2_INPUT=${S2_INPUT:-128}        # the carpal region of a 512 px hand is ~100 px (120 jittered): native size or more
 BASE_INPUT=${BASE_INPUT:-256}    # the base sees the hand at half size (at 192, 3/8, it reached 0.844: docs/benchmarks.md)
@@ -55,7 +54,8 @@ score() {  # score SUBMISSION REPORT: Dice on the test labels
 }
 score "$OUT/base/test.csv" "$OUT/test/base"
 
-for prior in $PRIORS; do for epochs in $S2_EPOCHS; do for seed in $SEEDS; do
+for prior in $PRIORS; do for run_spec in $RUNS; do
+    epochs=${run_spec%%:*} seed=${run_spec#*:}
     name=s2_${prior}_e${epochs}_s${seed}
     run=$OUT/runs/$name
     [ -f "$run/last.pt" ] && [ -f "$OUT/val/$name/dice.csv" ] || "$CASCADE" train-stage2 --data "$DATA/train" \
@@ -70,6 +70,6 @@ for prior in $PRIORS; do for epochs in $S2_EPOCHS; do for seed in $SEEDS; do
         --base "$OUT/base/test.csv" --stage2 "$run/last.pt" "${plan[@]}" --out "$OUT/sub/$name.csv" \
         --device "$DEVICE" > /dev/null; }
     score "$OUT/sub/$name.csv" "$OUT/test/$name"
-done; done; done
+done; done
 
 "$PYTHON" benchmarks/strong_base_summary.py "$OUT"
