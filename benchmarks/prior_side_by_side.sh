@@ -5,6 +5,8 @@
 # finished `make demo` folder (about 12 minutes more on 2 cores):
 #
 #   bash benchmarks/prior_side_by_side.sh                      # DEMO=demo_out OUT=prior_side_by_side_out
+#   DEMO=/tmp/tdemo OUT=/tmp/tsbs S2_ARGS="epochs=1 input_size=64 decoder_channels=[16,16,16,16,16]" \
+#       bash benchmarks/prior_side_by_side.sh   # a dry run over a tiny demo (that demo's stage2_overrides), 3 min
 #
 # Every step is skipped when its output exists; the table is $OUT/summary.md (benchmarks/strong_base_summary.py).
 set -euo pipefail
@@ -15,6 +17,7 @@ DEMO=${DEMO:-demo_out}
 OUT=${OUT:-prior_side_by_side_out}
 PRIOR=${PRIOR:-neighbours}
 DEVICE=${DEVICE:-cpu}
+S2_ARGS=${S2_ARGS:-}   # key=value the demo's stage2_overrides held, if any (the prior model must match it)
 DATA=$DEMO/data
 FOLDS=$DEMO/yolo/folds.json
 STAGE1=$DEMO/runs/stage1/demo/weights/best.pt
@@ -31,7 +34,7 @@ score() {  # score SUBMISSION NAME: Dice on the test labels
 # the prior model: the demo's stage 2 settings, seed and fold, with the prior as extra input
 PRIOR_CKPT=$OUT/runs/prior/best.pt
 [ -f "$PRIOR_CKPT" ] || "$CASCADE" train-stage2 --data "$DATA/train" --config configs/stage2_cpu.yaml \
-    folds_file="$FOLDS" fold=0 out="$OUT/runs" name=prior prior.classes="$PRIOR" device="$DEVICE" resume=false
+    folds_file="$FOLDS" fold=0 out="$OUT/runs" name=prior prior.classes="$PRIOR" device="$DEVICE" resume=false $S2_ARGS
 
 # the references: stage 1 alone and the baseline alone, on the test images
 [ -f "$OUT/sub/stage1.csv" ] || "$CASCADE" predict --stage1 "$STAGE1" --stage1-only --images "$DATA/test/DCM" \
