@@ -6,6 +6,7 @@
 #
 #   bash benchmarks/strong_base.sh                 # the full run (about 90 minutes on 2 cores: docs/benchmarks.md)
 #   OUT=/tmp/sb PATIENTS=6 TEST_PATIENTS=2 SIZE=192 BASE_EPOCHS=1 RUNS="1:0 1:1" bash benchmarks/strong_base.sh
+#   PRIORS=neighbours RUNS="60:0 60:1 60:2" PRIOR_TAG=C PRIOR_ARGS="prior.empty_prob=0.5 ..." bash benchmarks/strong_base.sh
 #
 # Every step is skipped when its output exists, so a killed run resumes where it stopped; the table of test
 # scores ($OUT/summary.md) is rebuilt from whatever has finished.
@@ -20,6 +21,8 @@ SIZE=${SIZE:-512}
 BASE_EPOCHS=${BASE_EPOCHS:-60}   # configs/fullhand_cpu.yaml at 60 epochs: 0.871 held-out mean on the demo's data
 RUNS=${RUNS:-"60:0 60:1 60:2 30:0"}  # stage 2 epochs:seed: as long as the base over 3 seeds, and half as long
 PRIORS=${PRIORS:-"none neighbours"}
+PRIOR_ARGS=${PRIOR_ARGS:-}       # more stage 2 key=value for the prior runs (e.g. harder corruptions) ...
+PRIOR_TAG=${PRIOR_TAG:-}         # ... and a tag for their run names, so they sit beside the default's runs
 S2_INPUT=${S2_INPUT:-128}        # the carpal region of a 512 px hand is ~100 px (120 jittered): native size or more
 BASE_INPUT=${BASE_INPUT:-256}    # the base sees the hand at half size (at 192, 3/8, it reached 0.844: docs/benchmarks.md)
 DEVICE=${DEVICE:-cpu}
@@ -56,11 +59,14 @@ score "$OUT/base/test.csv" "$OUT/test/base"
 
 for prior in $PRIORS; do for run_spec in $RUNS; do
     epochs=${run_spec%%:*} seed=${run_spec#*:}
-    name=s2_${prior}_e${epochs}_s${seed}
+    extra=()
+    tag=""
+    [ "$prior" != none ] && { read -r -a extra <<< "$PRIOR_ARGS"; tag=$PRIOR_TAG; }
+    name=s2_${prior}${tag}_e${epochs}_s${seed}
     run=$OUT/runs/$name
     [ -f "$run/last.pt" ] && [ -f "$OUT/val/$name/dice.csv" ] || "$CASCADE" train-stage2 --data "$DATA/train" \
         --config configs/stage2_cpu.yaml folds_file="$FOLDS" fold=0 out="$OUT/runs" name="$name" \
-        epochs="$epochs" seed="$seed" prior.classes="$prior" input_size="$S2_INPUT" device="$DEVICE"
+        epochs="$epochs" seed="$seed" prior.classes="$prior" input_size="$S2_INPUT" device="$DEVICE" "${extra[@]}"
     # the plan (classes and thresholds) chosen over the base on the validation fold only
     [ -f "$OUT/val/$name/dice.csv" ] || "$CASCADE" evaluate --data "$DATA/train" --folds "$FOLDS" --fold 0 \
         --base "$OUT/base/heldout.csv" --stage2 "$run/last.pt" --out "$OUT/val/$name" --device "$DEVICE" > /dev/null
