@@ -145,19 +145,23 @@ def check_data(data, workers, edge_tolerance):
 @click.option("--skip-bad", is_flag=True, help="Drop images with problems (and report them) instead of stopping.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output folder.")
 @click.option("--workers", default=None, type=click.IntRange(1), help="Threads (default: all cores).")
+@click.option("--region-shape", default="ellipse", show_default=True, type=click.Choice(["ellipse", "box", "none"]),
+              help="How the carpal region (class 29, for stage 1 to detect) is drawn; none: the 29 bones only.")
 @edge_tolerance_option
 @user_errors
-def convert_cmd(data, out, folds, fold, imgsz, seed, skip_bad, overwrite, workers, edge_tolerance):
+def convert_cmd(data, out, folds, fold, imgsz, seed, skip_bad, overwrite, workers, region_shape, edge_tolerance):
     """Convert JSON polygons to a YOLO-seg dataset with a patient-grouped train/val split.
 
     Writes images/, labels/, data.yaml, folds.json and index.csv into OUT, all at once at the end.
     """
+    from convert.carpal_region import RegionConfig
     from convert.yolo import convert_to_yolo
 
+    region = {"region": None} if region_shape == "none" else {"region": RegionConfig(), "region_shape": region_shape}
     with Progress("converting") as progress:
         result = convert_to_yolo(data, out, folds=folds, fold=fold, imgsz=imgsz, seed=seed, skip_bad=skip_bad,
                                  overwrite=overwrite, progress=progress, edge_tolerance=edge_tolerance,
-                                 **({"workers": workers} if workers else {}))
+                                 **region, **({"workers": workers} if workers else {}))
     for p in result.problems:
         click.echo(f"skipped {p}", err=True)
     echo_warnings(result.clips, result.oriented)

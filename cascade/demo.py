@@ -182,8 +182,9 @@ def _check_data(demo: _Demo) -> None:
 def _convert(demo: _Demo) -> Path:
     """The YOLO-seg set stage 1 trains on, and the folds file every later step splits by."""
     cfg = demo.cfg
+    # the region class follows stage 1's own rule: its detections are then the boxes its fallback would give
     yolo = convert_to_yolo(demo.data / "train", demo.out / "yolo", folds=cfg.folds, fold=cfg.fold,
-                           imgsz=cfg.stage1_imgsz, overwrite=True)
+                           imgsz=cfg.stage1_imgsz, overwrite=True, region=demo.s1_cfg.region)
     demo.step(f"YOLO-seg set: {yolo.counts['train']} train / {yolo.counts['val']} held-out images in {yolo.out}")
     return yolo.out
 

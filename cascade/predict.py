@@ -12,6 +12,7 @@ from typing import Callable, Sequence
 
 from convert import rle
 from convert.base_submission import UNBOUNDED_HW, BaseSubmission
+from convert.carpal_region import describe_sources
 from convert.classes import NUM_CLASSES
 from convert.images import AS_STORED, read_hw, read_image_oriented
 from convert.submission import encode_masks, list_images, validate_submission, write_submission
@@ -35,10 +36,8 @@ class PredictSummary:
 
     def describe(self) -> str:
         per = self.seconds / self.images if self.images else 0.0
-        fallback = self.images - self.regions.get("carpals", 0)
-        return (f"{self.images} images -> {self.out}; carpal regions from the carpals for "
-                f"{self.regions.get('carpals', 0)}, from the fallback for {fallback} "
-                f"({dict(self.regions)}); {per:.2f} s per image; {len(self.skipped)} skipped")
+        return (f"{self.images} images -> {self.out}; carpal regions {describe_sources(self.regions)}; "
+                f"{per:.2f} s per image; {len(self.skipped)} skipped")
 
 
 def _decode(path: Path):

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from convert.carpal_region import describe_sources
 from convert.classes import CLASSES
 from convert.wrist_pose import BENT_DEGREES, TEST_BENT_SHARE
 from plumbing.atomic import atomic_dir, atomic_path, write_text
@@ -60,7 +61,7 @@ def _write_report(scores: Scores, out: Path, plan: PastePlan | None, title: str,
         if hits:
             of = f" of {whose}'s regions" if whose else ""
             lines += [f"Carpal-region hit rate{of} (all 8 carpal bones inside the region): {np.mean(hits):.3f}; "
-                      f"region sources: {dict(sources)}.", ""]
+                      f"region sources: {describe_sources(sources)}.", ""]
     if "cascade_tuned" in scores.dice:
         lines.append("cascade_tuned: each pasted class at its tuned threshold, with every blob or only the "
                      "largest, scored honestly: the held-out patients are split in two halves and each half is "

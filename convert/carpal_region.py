@@ -3,6 +3,8 @@
 Stage 1 applies it to predicted masks, stage 2's training to ground-truth masks, so both crop alike.
 When too few carpal bones are found the region is derived from the neighbours (metacarpals, radius, ulna)
 and, failing that, from where it sits on average in the training set; the result says which path was taken.
+Stage 1 may also detect the region itself (it is trained on this rule's boxes): `region_from_box` finishes such a
+box as the rule finishes its own.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from plumbing.values import check_range
 
 from .classes import CARPAL_INDICES, CLASS_INDEX
 
+# every way a region can come about, in the order stage 1 tries them (reports list their counts in this order)
+REGION_SOURCES = ("detected", "carpals", "neighbours", "prior")
 METACARPALS = tuple(CLASS_INDEX[f"finger-{i}"] for i in (3, 7, 11, 15, 19))
 FOREARM = (CLASS_INDEX["Radius"], CLASS_INDEX["Ulna"])
 
@@ -57,7 +61,7 @@ class RegionConfig:
 @dataclass(frozen=True)
 class Region:
     box: tuple[int, int, int, int]  # x0, y0, x1, y1 in image pixels, x1 / y1 exclusive
-    source: str                     # "carpals", "neighbours" or "prior"
+    source: str                     # one of REGION_SOURCES
 
     @property
     def slices(self) -> tuple[slice, slice]:
@@ -122,6 +126,23 @@ def carpal_region(masks: np.ndarray, cfg: RegionConfig = RegionConfig()) -> Regi
     x0, y0, x1, y1 = cfg.prior.mean_box
     return _finish((x0 + x1) / 2 * W, (y0 + y1) / 2 * H, (x1 - x0) * W, (y1 - y0) * H, hw,
                    replace(cfg, margin=0.0), "prior")
+
+
+def region_from_box(box, hw: tuple[int, int], cfg: RegionConfig, box_margin: float,
+                    source: str = "detected") -> Region:
+    """A box that already holds a margin of `box_margin` (stage 1's detection of the exported region, which is
+    the rule's final box) finished as the rule finishes its own: the margin changed to cfg.margin when the two
+    differ, then square, minimum size and clipping, so stage 2 crops it alike."""
+    x0, y0, x1, y1 = (float(v) for v in box)
+    grow = (1 + 2 * cfg.margin) / (1 + 2 * box_margin)  # the rule's side is the carpals' side x (1 + 2 margin)
+    return _finish((x0 + x1) / 2, (y0 + y1) / 2, (x1 - x0) * grow, (y1 - y0) * grow, hw,
+                   replace(cfg, margin=0.0), source)
+
+
+def describe_sources(counts) -> str:
+    """`detected 10, carpals 2, neighbours 0, prior 0`: every source named, in the order they are tried."""
+    known = [f"{s} {counts.get(s, 0)}" for s in REGION_SOURCES]
+    return ", ".join(known + [f"{s} {n}" for s, n in counts.items() if s not in REGION_SOURCES])
 
 
 def fit_region_prior(mask_sets, cfg: RegionConfig = RegionConfig()) -> RegionPrior:

@@ -2,8 +2,9 @@
 
 Layout written under `out`: images/{train,val}/, labels/{train,val}/ (one line per polygon:
 `class x1 y1 x2 y2 ...`, coordinates normalised by the image size; a polygon reaching past the edge is cut
-to [0, 1]), data.yaml with the splits and the 29 names (no `path`: ultralytics then looks beside data.yaml,
-so the folder can be moved),
+to [0, 1]; after the 29 bones, one line of class 29, the carpal region: see region_line), data.yaml with the
+splits, the 29 + 1 names and the region rule the region lines follow (`cascade_region`; no `path`: ultralytics
+then looks beside data.yaml, so the folder can be moved),
 folds.json (the patient split every later stage reuses) and index.csv (which source image each file came
 from, with its native size).
 """
@@ -23,14 +24,24 @@ import numpy as np
 import yaml
 
 from plumbing.atomic import partial_dir, replace_dir, write_text
-from .classes import CLASSES
+from .carpal_region import RegionConfig, carpal_region
+from .classes import CLASSES, REGION_CLASS, REGION_CLASS_ID
 from .dataset import EDGE_TOLERANCE, Clip, Item, Sample, scan, try_load_sample
 from plumbing.errors import DataError, Problem
 from plumbing.parallel import bounded_map
 from .folds import FOLDS_FILE, make_folds, save_folds
 from .images import AS_STORED, to_gray_uint8
+from .masks import class_masks
 
 SPLITS = ("train", "val")
+# How the region is drawn for a -seg model, whose every label line must be a polygon (ultralytics strips all
+# segments of an image if one line is a bare box). "ellipse": the ellipse inscribed in the box; ultralytics takes
+# a training box from the polygon's extent after its rotation augment, and an ellipse's extent turns with it
+# (a rectangle's corners would swell the box by up to cos + sin of the angle, 1.3x at 25 degrees, at random).
+# "box": the rectangle itself.
+REGION_SHAPES = ("ellipse", "box")
+REGION_KEY = "cascade_region"  # data.yaml's record of the rule the region lines follow
+ELLIPSE_VERTICES = 32  # a multiple of 4: vertices at 0, 90, 180, 270 degrees touch the box's four sides exactly
 
 
 @dataclass
@@ -61,6 +72,25 @@ def label_lines(sample: Sample) -> list[str]:
                 continue
         lines.append(f"{cls} " + " ".join(f"{v:.6f}" for v in norm.ravel()))
     return lines
+
+
+def region_line(sample: Sample, rule: RegionConfig, shape: str = REGION_SHAPES[0]) -> str:
+    """The carpal region as a YOLO-seg line of class 29: THE region rule (convert.carpal_region) on the sample's
+    label masks at native size, as stage 2's training crops it, drawn as `shape`; the polygon's extent is the
+    rule's box exactly (pixel edges x0 and x1 map to x0 / w and x1 / w)."""
+    h, w = sample.hw
+    x0, y0, x1, y1 = carpal_region(class_masks(sample.polygons, sample.hw), rule).box
+    if shape == "box":
+        xy = np.array([(x0, y0), (x1, y0), (x1, y1), (x0, y1)], np.float64)
+    elif shape == "ellipse":
+        angle = np.arange(ELLIPSE_VERTICES) * (2 * np.pi / ELLIPSE_VERTICES)
+        xy = np.stack([(x0 + x1 + (x1 - x0) * np.cos(angle)) / 2, (y0 + y1 + (y1 - y0) * np.sin(angle)) / 2], 1)
+        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2  # the four extreme vertices exactly (cos 90 degrees is not 0 in floats)
+        xy[::ELLIPSE_VERTICES // 4] = [(x1, cy), (cx, y1), (x0, cy), (cx, y0)]
+    else:
+        raise ValueError(f"region shape {shape!r}: expected one of {', '.join(REGION_SHAPES)}")
+    norm = np.clip(xy / (w, h), 0.0, 1.0)
+    return f"{REGION_CLASS_ID} " + " ".join(f"{v:.6f}" for v in norm.ravel())
 
 
 def clip_to_unit_square(points: np.ndarray) -> np.ndarray:
@@ -94,7 +124,8 @@ def _resized(image: np.ndarray, imgsz: int | None) -> np.ndarray:
     return cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
 
 
-def _write_one(sample: Sample, split_dir: dict[str, Path], split: str, imgsz: int | None) -> tuple[str, int, int]:
+def _write_one(sample: Sample, split_dir: dict[str, Path], split: str, imgsz: int | None,
+               region: RegionConfig | None, region_shape: str) -> tuple[str, int, int]:
     stem = yolo_name(sample.item)
     src = sample.item.image
     copy = imgsz is None and sample.image.dtype == np.uint8 and sample.orientation == AS_STORED
@@ -112,7 +143,8 @@ def _write_one(sample: Sample, split_dir: dict[str, Path], split: str, imgsz: in
                 raise DataError(src, "could not encode the converted image")
             target.write_bytes(buf.tobytes())
         target = split_dir["labels"] / split / f"{stem}.txt"
-        target.write_text("\n".join(label_lines(sample)) + "\n")
+        lines = label_lines(sample) + ([region_line(sample, region, region_shape)] if region is not None else [])
+        target.write_text("\n".join(lines) + "\n")
     except OSError as exc:  # a full disk: the output is at fault, not the image being copied (sendfile names it)
         raise DataError(target, f"cannot write ({exc.strerror or exc}); nothing was written to the output") from None
     h, w = sample.hw
@@ -131,13 +163,20 @@ def convert_to_yolo(
     workers: int = os.cpu_count() or 1,
     progress: Callable[[int, int], None] | None = None,
     edge_tolerance: float = EDGE_TOLERANCE,
+    region: RegionConfig | None = RegionConfig(),
+    region_shape: str = REGION_SHAPES[0],
 ) -> ConvertResult:
     """Convert a labelled `DCM/` + `outputs_json/` folder; fold `fold` of `folds` patient groups becomes val.
+    `region`: the rule whose carpal region is written as class 29 for stage 1 to detect (stage 1's own region
+    settings, so that its detections are the boxes its fallback rule would give); None writes the 29 bones only.
 
     By default any problem in the data aborts the conversion and leaves nothing behind; with skip_bad the bad
     images are dropped and listed in the result. The output appears only when complete.
     """
     data, out = Path(data), Path(out).resolve()
+    if region_shape not in REGION_SHAPES:
+        raise DataError("--region-shape", f"region shape {region_shape!r}: expected one of "
+                                          f"{', '.join(REGION_SHAPES)}")
     _check_destination(data, out, folds, fold, overwrite)
     listing = scan(data)
     if not listing.items:
@@ -149,14 +188,15 @@ def convert_to_yolo(
     if result.problems and not skip_bad:
         raise _stop(result.problems)
     tmp = partial_dir(out)  # and the partial folders of killed conversions removed
-    c = _Converting(_empty_split_dirs(tmp), assignment, fold, imgsz, skip_bad, edge_tolerance, result)
+    c = _Converting(_empty_split_dirs(tmp), assignment, fold, imgsz, skip_bad, edge_tolerance, result, region,
+                    region_shape)
     try:
         _write_items(c, listing.items, workers, progress)
         for split, n in result.counts.items():
             if n == 0:
                 raise DataError(data, f"the {split} split is empty (fold {fold} of {folds}, "
                                       f"{len(assignment)} patients); use fewer folds or more patients")
-        _write_meta(tmp, c.rows, assignment, folds, seed)
+        _write_meta(tmp, c, folds, seed)
         replace_dir(tmp, out)
     except DataError as exc:
         if not exc.path.startswith(str(tmp)):
@@ -178,6 +218,8 @@ class _Converting:
     skip_bad: bool
     edge_tolerance: float
     result: ConvertResult
+    region: RegionConfig | None  # the rule of the region lines (class 29); None: none written
+    region_shape: str
     rows: list = field(default_factory=list)  # index.csv's rows
 
 
@@ -220,7 +262,8 @@ def _convert_one(c: _Converting, item: Item):
     if item_problems:
         return item, None, item_problems
     split = "val" if c.assignment[item.patient] == c.fold else "train"
-    return item, (split, *_write_one(sample, c.dirs, split, c.imgsz), sample.clips, sample.orientation), []
+    written = _write_one(sample, c.dirs, split, c.imgsz, c.region, c.region_shape)
+    return item, (split, *written, sample.clips, sample.orientation), []
 
 
 def _record(c: _Converting, item: Item, split: str, name: str, h: int, w: int, clips: list[Clip],
@@ -243,11 +286,15 @@ def _more(problems: list[Problem]) -> str:
             "or --skip-bad to drop bad images)") if extra else " (or pass --skip-bad to drop bad images)"
 
 
-def _write_meta(tmp: Path, rows: list, assignment: dict[str, int], folds: int, seed: int) -> None:
-    doc = {"train": "images/train", "val": "images/val",
-           "nc": len(CLASSES), "names": dict(enumerate(CLASSES))}
+def _write_meta(tmp: Path, c: _Converting, folds: int, seed: int) -> None:
+    names = list(CLASSES) + ([REGION_CLASS] if c.region is not None else [])
+    doc = {"train": "images/train", "val": "images/val", "nc": len(names), "names": dict(enumerate(names))}
+    if c.region is not None:  # what stage 1 needs to turn a detected box back into the rule's (its margin)
+        doc[REGION_KEY] = {"margin": c.region.margin, "min_side": c.region.min_side, "square": c.region.square,
+                           "min_carpals": c.region.min_carpals, "shape": c.region_shape}
     write_text(tmp / "data.yaml", yaml.safe_dump(doc, sort_keys=False))
-    save_folds(tmp / FOLDS_FILE, assignment, folds, seed)
+    save_folds(tmp / FOLDS_FILE, c.assignment, folds, seed)
+    rows = c.rows
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(("split", "file", "patient", "fold", "source", "height", "width"))

@@ -12,7 +12,7 @@ from convert.carpal_region import RegionConfig
 from plumbing.errors import CascadeError, DataError
 from plumbing.values import check_range
 
-OWN_KEYS = ("model", "conf", "region")
+OWN_KEYS = ("model", "conf", "region_conf", "region")
 MODEL_NAME = re.compile(r"^(yolov8|yolo11)[nslmx]-seg$")
 
 
@@ -20,12 +20,14 @@ MODEL_NAME = re.compile(r"^(yolov8|yolo11)[nslmx]-seg$")
 class Stage1Config:
     model: str = "yolo11m-seg"
     conf: float = 0.01
+    region_conf: float = 0.25  # a detected carpal region at least this confident is the region (else the rule's chain)
     region: RegionConfig = field(default_factory=RegionConfig)
     ultralytics: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
         # checked here, not at predict time: conf is saved into the trained weights
         check_range("conf", self.conf, 0, 1)
+        check_range("region_conf", self.region_conf, 0, 1)
 
 
 def load_stage1_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> Stage1Config:

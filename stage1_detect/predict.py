@@ -1,4 +1,7 @@
-"""Stage 1 inference: any image -> 29 multi-label masks at the image's own size, confidences, carpal region."""
+"""Stage 1 inference: any image -> 29 multi-label masks at the image's own size, confidences, carpal region.
+
+A model trained on a set with the region class (class 29) detects the carpal region itself; that class never
+becomes a mask or a score (stage1_detect.region picks the region)."""
 
 from __future__ import annotations
 
@@ -11,13 +14,16 @@ import numpy as np
 import torch
 
 from configs import build
-from convert.carpal_region import Region, RegionConfig, carpal_region
-from convert.classes import NUM_CLASSES
+from convert.carpal_region import Region, RegionConfig
+from convert.classes import NUM_CLASSES, REGION_CLASS, REGION_CLASS_ID
+from convert.yolo import REGION_KEY
 from convert.images import to_gray_uint8
 from plumbing.devices import check_available
 from plumbing.errors import CascadeError
 
 from .box_masks import BoxMasks
+from .config import Stage1Config
+from .region import Detection, pick_region
 from .safe_load import check_stage1_file
 from .threads import threads_kept
 from .weights import META_KEY
@@ -29,6 +35,7 @@ class Stage1Output:
     scores: np.ndarray  # (29,) float32 confidence of the instance kept per class, 0 when not found
     region: Region      # the carpal region and which rule produced it
     boxes: np.ndarray | None = None  # (29, 4) x0, y0, x1, y1 holding each class's pixels; None: not known
+    detection: Detection | None = None  # the most confident carpal-region detection, whatever its confidence
 
 
 def rank_in_class(pred: torch.Tensor) -> torch.Tensor:
@@ -50,7 +57,8 @@ def _top_instance_predictor(max_rounds: int = 3):
     With up to 300 detections kept at a low confidence floor, the full-image masks of every instance were most of
     stage 1's time and memory. ultralytics drops an instance whose mask comes out empty; the next instance of that
     class then wins, so such classes get another round with their runner-up (rarely needed).
-    Results carry `box_masks` [(y0, x0, bool mask inside the box)] beside `boxes`, and no full-size `masks`.
+    Results carry `box_masks` [(y0, x0, bool mask inside the box)] beside `boxes`, and no full-size `masks`;
+    the carpal-region class (its box only: no mask is built for it) is taken out of `boxes` into `region_detection`.
     """
     from ultralytics.engine.results import Results
     from ultralytics.models.yolo.segment import SegmentationPredictor
@@ -60,6 +68,19 @@ def _top_instance_predictor(max_rounds: int = 3):
         resample = BoxMasks()
 
         def construct_result(self, pred, img, orig_img, img_path, proto):
+            is_region = pred[:, 5] >= REGION_CLASS_ID
+            detection = None
+            if is_region.any():
+                rows = pred[is_region]
+                best = rows[int(torch.argmax(rows[:, 4]))]
+                box = ops.scale_boxes(img.shape[2:], best[None, :4].clone(), orig_img.shape)[0]
+                detection = Detection(tuple(float(v) for v in box.tolist()), float(best[4]))
+                pred = pred[~is_region]
+            result = self._bones(pred, img, orig_img, img_path, proto)
+            result.region_detection = detection
+            return result
+
+        def _bones(self, pred, img, orig_img, img_path, proto):
             if not len(pred):
                 return super().construct_result(pred, img, orig_img, img_path, proto)
             boxes = ops.scale_boxes(img.shape[2:], pred[:, :4].clone(), orig_img.shape)
@@ -109,10 +130,16 @@ class Stage1Model:
             raise CascadeError(f"{weights}: not a YOLO segmentation checkpoint ({type(exc).__name__})") from None
         if self.model.task != "segment":  # a box detector loads as a segmenter and finds no masks at all
             raise CascadeError(f"{weights}: a {self.model.task} model; stage 1 needs a segmentation (-seg) model")
-        if len(names) != NUM_CLASSES:
-            raise CascadeError(f"{weights}: model has {len(names)} classes, expected {NUM_CLASSES}")
+        # 29 bones, or (since issue 23) the bones and the carpal region; older models find the region by the rule
+        self.detects_region = len(names) == NUM_CLASSES + 1 and names.get(REGION_CLASS_ID) == REGION_CLASS
+        if len(names) != NUM_CLASSES and not self.detects_region:
+            raise CascadeError(f"{weights}: model has {len(names)} classes, expected {NUM_CLASSES} "
+                               f"(or {NUM_CLASSES + 1} with {REGION_CLASS} last)")
         meta = (self.model.ckpt or {}).get(META_KEY, {})
         self.region_cfg = build(RegionConfig, meta.get("region", {}), f"{weights}:region")
+        self.region_conf = float(meta.get("region_conf", Stage1Config.region_conf))
+        # the margin the detector's training boxes held; its detections are rescaled to region_cfg's margin
+        self.region_box_margin = (meta.get(REGION_KEY) or {}).get("margin")
         self.conf = conf if conf is not None else float(meta.get("conf", 0.01))
         self.imgsz = imgsz or int(self.model.overrides.get("imgsz", 640))
         self.device = device or ("cuda:0" if torch.cuda.is_available() else "cpu")
@@ -141,7 +168,9 @@ class Stage1Model:
         return [self._semantic(r, im.shape[:2]) for r, im in zip(results, images)]
 
     def _semantic(self, result, hw: tuple[int, int]) -> Stage1Output:
-        """Instances -> one mask per class: the highest-confidence instance (each bone occurs once per hand)."""
+        """Instances -> one mask per class: the highest-confidence instance (each bone occurs once per hand); the
+        carpal region from the most confident region detection, or the rule's chain."""
+        detection = getattr(result, "region_detection", None)
         masks = np.zeros((NUM_CLASSES, *hw), np.uint8)
         scores = np.zeros(NUM_CLASSES, np.float32)
         crops = getattr(result, "box_masks", None)
@@ -155,13 +184,22 @@ class Stage1Model:
             boxes = None  # full-size masks of ultralytics' own path: the encoder scans them
             cls = result.boxes.cls.long()
             conf = result.boxes.conf.float()
-            best = torch.full((NUM_CLASSES,), -1.0, device=conf.device).scatter_reduce(0, cls, conf, "amax")
+            is_region = cls >= REGION_CLASS_ID
+            if bool(is_region.any()):  # the region class in ultralytics' own path: its box only
+                i = int(torch.argmax(torch.where(is_region, conf, torch.full_like(conf, -1.0))))
+                detection = Detection(tuple(float(v) for v in result.boxes.xyxy[i].tolist()), float(conf[i]))
+            bones = torch.where(is_region, torch.full_like(conf, -1.0), conf)  # -1: never a class's best
+            best = torch.full((NUM_CLASSES + 1,), -1.0, device=conf.device).scatter_reduce(0, cls, bones, "amax")
+            best = best[:NUM_CLASSES]
             found = torch.nonzero(best >= 0).flatten()
-            # index of the best instance of each found class (ties go to the first)
-            pick = torch.stack([torch.nonzero((cls == c) & (conf == best[c]))[0, 0] for c in found])
-            data = result.masks.data[pick]  # only the kept instances leave the device
-            if data.shape[-2:] != hw:  # ultralytics returns native size with retina_masks; guard anyway
-                data = torch.nn.functional.interpolate(data[None].float(), size=hw, mode="nearest")[0]
-            masks[found.cpu().numpy()] = data.to(torch.uint8).cpu().numpy()
-            scores[found.cpu().numpy()] = best[found].cpu().numpy()
-        return Stage1Output(masks, scores, carpal_region(masks, self.region_cfg), boxes)
+            if len(found):  # none when the region was all it found
+                # index of the best instance of each found class (ties go to the first)
+                pick = torch.stack([torch.nonzero((cls == c) & (conf == best[c]))[0, 0] for c in found])
+                data = result.masks.data[pick]  # only the kept instances leave the device
+                if data.shape[-2:] != hw:  # ultralytics returns native size with retina_masks; guard anyway
+                    data = torch.nn.functional.interpolate(data[None].float(), size=hw, mode="nearest")[0]
+                masks[found.cpu().numpy()] = data.to(torch.uint8).cpu().numpy()
+                scores[found.cpu().numpy()] = best[found].cpu().numpy()
+        region = pick_region(masks, detection, self.region_cfg, self.region_conf, self.region_box_margin)
+        return Stage1Output(masks, scores, region, boxes, detection)
+

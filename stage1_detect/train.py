@@ -15,9 +15,10 @@ import numpy as np
 import yaml
 
 from convert.carpal_region import fit_region_prior
-from convert.classes import CLASSES
+from convert.classes import CLASSES, REGION_CLASS, REGION_CLASS_ID
 from convert.images import IMAGE_SUFFIXES
 from convert.masks import class_masks
+from convert.yolo import REGION_KEY
 from plumbing import offline
 from plumbing.errors import DataError
 from plumbing.run_lock import run_lock
@@ -40,7 +41,8 @@ class Stage1Run:
 
 
 def check_yolo_data(data: str | Path) -> Path:
-    """The converted dataset's data.yaml, after checking what training needs; problems are one-line errors."""
+    """The converted dataset's data.yaml, after checking what training needs; problems are one-line errors. The
+    29 bones, optionally followed by the carpal region (class 29, which sets written before it lack)."""
     data = Path(data)
     yaml_path = data / "data.yaml" if data.is_dir() else data
     if not yaml_path.is_file():
@@ -54,13 +56,16 @@ def check_yolo_data(data: str | Path) -> Path:
     names = doc.get("names")
     if isinstance(names, dict):  # ultralytics' {id: name} form
         names = [names[k] for k in sorted(names)] if all(isinstance(k, int) for k in names) else None
-    if names != list(CLASSES):
+    if isinstance(names, list) and names == [*CLASSES, REGION_CLASS] and not isinstance(doc.get(REGION_KEY), dict):
+        raise DataError(yaml_path, f"has the {REGION_CLASS} class but no `{REGION_KEY}:` rule (write the dataset "
+                                   "with `cascade convert`)")
+    if names != list(CLASSES) and names != [*CLASSES, REGION_CLASS]:
         count = len(names) if isinstance(names, list) else 0
         first = next((i for i, (n, c) in enumerate(zip(names or [], CLASSES)) if n != c), None)
         detail = (f" (class {first} is {names[first]!r}, expected {CLASSES[first]!r})"
                   if count == len(CLASSES) and first is not None else "")
         raise DataError(yaml_path, f"has {count} class names, expected the {len(CLASSES)} hand-bone classes in "
-                                   f"order{detail}")
+                                   f"order{detail} (and optionally {REGION_CLASS})")
     root = Path(doc.get("path") or yaml_path.parent)
     if not root.is_dir():
         raise DataError(yaml_path, f"its path {root} does not exist (was the set moved?); without a `path:` line "
@@ -92,9 +97,10 @@ def _label_masks(yaml_path: Path):
                     cls, xy = int(values[0]), np.array(values[1:], float).reshape(-1, 2) * (w, h) - 0.5
                 except ValueError:
                     cls = -1
-                if not 0 <= cls < len(CLASSES):
-                    raise DataError(label, f"line {n}: not a class id (0-{len(CLASSES) - 1}) and x y pairs")
-                polygons.append((cls, xy))
+                if not 0 <= cls <= REGION_CLASS_ID:
+                    raise DataError(label, f"line {n}: not a class id (0-{REGION_CLASS_ID}) and x y pairs")
+                if cls != REGION_CLASS_ID:  # the region is measured from the bones, like the rule does
+                    polygons.append((cls, xy))
         yield class_masks(polygons, (h, w))
 
 
@@ -180,9 +186,19 @@ def check_settings(cfg: Stage1Config) -> str:
     return model_file
 
 
+def region_rule_of(yaml_path: Path) -> dict | None:
+    """The region rule a converted set's class-29 lines follow (its `cascade_region:`); None: no region class."""
+    doc = yaml.safe_load(yaml_path.read_text()) or {}
+    names = doc.get("names")
+    count = len(names) if isinstance(names, (dict, list)) else 0
+    return dict(doc[REGION_KEY]) if count == len(CLASSES) + 1 else None
+
+
 def train_stage1(data: str | Path, cfg: Stage1Config) -> Stage1Run:
-    """Train; the weights carry our config and the region prior measured on the training labels."""
+    """Train; the weights carry our config, the region prior measured on the training labels and, when the set
+    has the region class, the rule its boxes follow (the detected box holds that rule's margin)."""
     yaml_path = check_yolo_data(data)
+    exported = region_rule_of(yaml_path)
     model_file = check_settings(cfg)
     args = dict(cfg.ultralytics)
     prior = fit_region_prior(_label_masks(yaml_path), cfg.region)  # before training: a bad label fails at once
@@ -205,6 +221,8 @@ def train_stage1(data: str | Path, cfg: Stage1Config) -> Stage1Run:
     run_dir = Path(model.trainer.save_dir)
     resolved = dataclasses.replace(cfg, region=dataclasses.replace(cfg.region, prior=prior))
     meta = json.loads(json.dumps(dataclasses.asdict(resolved)))  # plain lists and dicts, for YAML and torch
+    if exported is not None:
+        meta[REGION_KEY] = json.loads(json.dumps(exported))
     (run_dir / "cascade_stage1.yaml").write_text(yaml.safe_dump(meta, sort_keys=False))
     best, last = run_dir / "weights" / "best.pt", run_dir / "weights" / "last.pt"
     for weights in (best, last):

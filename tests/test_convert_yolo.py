@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 import yaml
 
-from convert.classes import CLASSES
+from convert.carpal_region import RegionConfig, carpal_region
+from convert.classes import CLASSES, REGION_CLASS, REGION_CLASS_ID
 from convert.dataset import load_sample, scan
 from convert.folds import load_folds
-from convert.masks import polygon_mask
-from convert.yolo import convert_to_yolo
+from convert.masks import class_masks, polygon_mask
+from convert.yolo import ELLIPSE_VERTICES, convert_to_yolo
 from plumbing.errors import DataError
 
 
@@ -26,7 +27,9 @@ def test_layout_and_data_yaml(converted):
     out = converted.out
     doc = yaml.safe_load((out / "data.yaml").read_text())
     assert "path" not in doc  # ultralytics looks beside data.yaml: the folder may move (test below)
-    assert doc["names"] == dict(enumerate(CLASSES)) and doc["nc"] == 29
+    assert doc["names"] == dict(enumerate([*CLASSES, REGION_CLASS])) and doc["nc"] == 30
+    assert doc["cascade_region"] == {"margin": 0.12, "min_side": 0.15, "square": True, "min_carpals": 5,
+                                     "shape": "ellipse"}
     assert converted.counts["train"] + converted.counts["val"] == 12
     for split in ("train", "val"):
         images = sorted(p.stem for p in (out / "images" / split).iterdir())
@@ -52,7 +55,7 @@ def test_labels_rasterise_back_to_the_json_masks(converted, synth_root):
     for label_file in (converted.out / "labels").rglob("*.txt"):
         sample = samples[label_file.stem]
         lines = label_file.read_text().splitlines()
-        assert len(lines) == 29
+        assert len(lines) == 30 and lines[-1].startswith(f"{REGION_CLASS_ID} ")
         for line, (cls, points) in zip(lines, sample.polygons):
             values = line.split()
             assert int(values[0]) == cls
@@ -69,12 +72,15 @@ def test_ultralytics_reads_the_dataset_without_complaints(converted, tmp_path):
     from ultralytics.data.utils import check_det_dataset
 
     data = check_det_dataset(str(converted.out / "data.yaml"), autodownload=False)
-    assert data["nc"] == 29
+    assert data["nc"] == 30
     for split in ("train", "val"):
         ds = YOLODataset(img_path=data[split], data=data, task="segment", imgsz=128, augment=False)
         found, missing, empty, corrupt, total = ds.cache_labels(tmp_path / f"{split}.cache")["results"]
         assert (found, missing, empty, corrupt) == (total, 0, 0, 0)
-        assert all(len(lbl["segments"]) == 29 for lbl in ds.labels)
+        assert all(len(lbl["segments"]) == 30 for lbl in ds.labels)
+        for lbl in ds.labels:  # the box ultralytics trains on for the region is the extent of its polygon
+            region = lbl["cls"][:, 0] == REGION_CLASS_ID
+            assert region.sum() == 1 and lbl["bboxes"][region].min() > 0
 
 
 def test_imgsz_resizes_images_but_not_normalised_labels(synth_root, tmp_path, converted):
@@ -122,3 +128,38 @@ def test_a_moved_set_still_trains_from_its_new_place(converted, tmp_path):
     stale.write_text(f"path: {tmp_path / 'gone'}\n" + stale.read_text())
     with pytest.raises(DataError, match="does not exist"):
         check_yolo_data(moved)
+
+
+def _region_extent(label_file, hw):
+    """The region line's polygon extent in pixel edges (x0, y0, x1, y1), and its vertex count."""
+    line = label_file.read_text().splitlines()[-1].split()
+    assert int(line[0]) == REGION_CLASS_ID
+    xy = np.array(line[1:], float).reshape(-1, 2) * (hw[1], hw[0])
+    return (*xy.min(0), *xy.max(0)), len(xy)
+
+
+@pytest.mark.parametrize("shape, vertices, rule", [
+    ("ellipse", ELLIPSE_VERTICES, RegionConfig()),
+    ("box", 4, RegionConfig(margin=0.3, min_side=0.0, square=False)),  # another rule: the lines follow it
+])
+def test_region_class_is_the_region_rule_on_the_labels(synth_root, tmp_path, shape, vertices, rule):
+    out = convert_to_yolo(synth_root / "train", tmp_path / "set", folds=3, fold=1, workers=2, region=rule,
+                          region_shape=shape).out
+    samples = {f"{s.patient}__{s.image.stem}": load_sample(s) for s in scan(synth_root / "train").items}
+    assert len(samples) == 12
+    for label_file in (out / "labels").rglob("*.txt"):
+        sample = samples[label_file.stem]
+        extent, n = _region_extent(label_file, sample.hw)
+        rule_box = carpal_region(class_masks(sample.polygons, sample.hw), rule).box
+        assert n == vertices
+        np.testing.assert_allclose(extent, rule_box, atol=1e-3)  # 6 decimals of a 192 px side: 0.0002 px
+    assert yaml.safe_load((out / "data.yaml").read_text())["cascade_region"]["margin"] == rule.margin
+
+
+def test_without_the_region_the_set_has_the_29_bones_only(synth_root, tmp_path):
+    out = convert_to_yolo(synth_root / "train", tmp_path / "set", folds=3, fold=1, workers=2, region=None).out
+    doc = yaml.safe_load((out / "data.yaml").read_text())
+    assert doc["nc"] == 29 and doc["names"] == dict(enumerate(CLASSES)) and "cascade_region" not in doc
+    assert all(len(f.read_text().splitlines()) == 29 for f in (out / "labels").rglob("*.txt"))
+    with pytest.raises(DataError, match="region shape"):
+        convert_to_yolo(synth_root / "train", tmp_path / "other", folds=3, workers=2, region_shape="circle")

@@ -114,7 +114,7 @@ def test_convert_writes_what_yolo_reads_at_the_annotated_size(formats, fmt):
         if fmt != "colour JPEG":  # libjpeg's own grey conversion rounds differently
             assert np.array_equal(seen, stored), row.file  # the pixels the labels were drawn on, not turned
         label = (yolo / row.file.replace("images/", "labels/")).with_suffix(".txt")
-        assert len(label.read_text().splitlines()) == 29
+        assert len(label.read_text().splitlines()) == 30  # the 29 bones and the carpal region
     assert ("EXIF orientation tag" in result.output) == (fmt == "JPEG with EXIF orientation")
 
 

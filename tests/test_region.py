@@ -1,7 +1,12 @@
-import numpy as np
+from collections import Counter
 
-from convert.carpal_region import RegionConfig, carpal_region, fit_region_prior
+import numpy as np
+import pytest
+
+from convert.carpal_region import (REGION_SOURCES, Region, RegionConfig, carpal_region, describe_sources,
+                                   fit_region_prior, region_from_box)
 from convert.classes import CLASS_INDEX, NUM_CLASSES
+from stage1_detect.region import Detection, pick_region
 
 H = W = 400
 
@@ -86,3 +91,52 @@ def test_any_image_size_gets_a_region_of_at_least_one_pixel_inside_it():
     for hw in [(1, 1), (2, 3), (5, 7), (7, 5), (1, 40), (2048, 2048)]:
         x0, y0, x1, y1 = carpal_region(np.zeros((NUM_CLASSES, *hw), np.uint8)).box
         assert 0 <= x0 < x1 <= hw[1] and 0 <= y0 < y1 <= hw[0], hw
+
+
+# --- the region stage 1 detects (issue 23): detection first, then the rule's chain ---
+
+
+def test_a_box_of_the_rule_comes_back_unchanged_and_a_raw_box_is_finished_like_the_rule():
+    cfg = RegionConfig()
+    rule = carpal_region(_masks(), cfg)
+    assert region_from_box(rule.box, (H, W), cfg, cfg.margin) == Region(rule.box, "detected")
+    # a box reaching past the image is shifted inside, made square and kept at the minimum size
+    x0, y0, x1, y1 = region_from_box((380, -20, 430, 10), (H, W), cfg, cfg.margin).box
+    assert (x1, y0) == (W, 0) and x1 - x0 == y1 - y0 == round(cfg.min_side * H)
+
+
+def test_a_detection_trained_with_another_margin_is_rescaled_to_the_rules():
+    tight = (150, 180, 250, 280)  # the carpals' own box: 100 px square
+    exported = region_from_box(tight, (H, W), RegionConfig(margin=0.0, min_side=0.0), 0.0)
+    assert exported.box == tight
+    detected = pick_region(_masks(), Detection((130, 160, 270, 300), 0.9), RegionConfig(margin=0.2, min_side=0.0),
+                           0.5, box_margin=0.2)
+    assert detected.box == (130, 160, 270, 300)  # same margin: as detected
+    # trained on boxes with 20% margins (140 px), asked for 10%: 100 x 1.2 = 120 px about the same centre
+    assert pick_region(_masks(), Detection((130, 160, 270, 300), 0.9), RegionConfig(margin=0.1, min_side=0.0),
+                       0.5, box_margin=0.2).box == (140, 170, 260, 290)
+
+
+@pytest.mark.parametrize("detection, carpals, neighbours, source", [
+    (Detection((100.0, 120.0, 260.0, 280.0), 0.8), 8, True, "detected"),
+    (Detection((100.0, 120.0, 260.0, 280.0), 0.5), 0, False, "detected"),   # at the threshold counts
+    (Detection((100.0, 120.0, 260.0, 280.0), 0.49), 8, True, "carpals"),   # not confident enough
+    (None, 8, True, "carpals"),
+    (Detection((100.0, 120.0, 260.0, 280.0), 0.1), 2, True, "neighbours"),
+    (None, 0, False, "prior"),
+])
+def test_detection_first_then_carpals_neighbours_prior(detection, carpals, neighbours, source):
+    cfg = RegionConfig()
+    masks = _masks(with_carpals=carpals, with_neighbours=neighbours)
+    region = pick_region(masks, detection, cfg, min_conf=0.5)
+    assert region.source == source
+    if source == "detected":
+        assert region.box == (100, 120, 260, 280)  # square, above the minimum, inside: kept as it is
+    else:
+        assert region == carpal_region(masks, cfg)
+
+
+def test_region_source_counts_name_every_source():
+    text = describe_sources(Counter({"detected": 10, "neighbours": 2}))
+    assert text == "detected 10, carpals 0, neighbours 2, prior 0"
+    assert REGION_SOURCES[0] == "detected"
