@@ -11,6 +11,8 @@ from click.testing import CliRunner
 
 from cascade.cli import main
 from configs import CONFIG_DIR
+from convert.carpal_region import REGION_SOURCES, carpal_region
+from convert.classes import REGION_CLASS_ID
 from convert.dataset import scan
 from convert.images import read_image
 from convert.yolo import convert_to_yolo
@@ -40,7 +42,7 @@ def test_inference_on_any_image_gives_native_size_masks(stage1_run, synth_root):
     for o in outs:
         assert o.masks.dtype == np.uint8 and set(np.unique(o.masks)) <= {0, 1}
         assert o.scores.shape == (29,) and ((o.scores == 0) == (o.masks.sum(axis=(1, 2)) == 0)).all()
-        assert o.region.source in ("carpals", "neighbours", "prior")
+        assert o.region.source in REGION_SOURCES
         x0, y0, x1, y1 = o.region.box
         assert 0 <= x0 < x1 <= o.masks.shape[2] and 0 <= y0 < y1 <= o.masks.shape[1]
     assert model.predict([]) == []
@@ -49,17 +51,18 @@ def test_inference_on_any_image_gives_native_size_masks(stage1_run, synth_root):
 class _Boxes:
     """The two fields of ultralytics' Boxes that stage 1 reads."""
 
-    def __init__(self, classes, confs):
+    def __init__(self, classes, confs, xyxy=None):
         self.cls = torch.tensor(classes, dtype=torch.float32)
         self.conf = torch.tensor(confs)
+        self.xyxy = torch.tensor(xyxy if xyxy is not None else [[0.0] * 4] * len(classes))
 
     def __len__(self):
         return len(self.cls)
 
 
-def _result(classes, confs, masks):
+def _result(classes, confs, masks, xyxy=None):
     return SimpleNamespace(masks=SimpleNamespace(data=torch.as_tensor(np.array(masks, np.uint8))),
-                           boxes=_Boxes(classes, confs))
+                           boxes=_Boxes(classes, confs, xyxy))
 
 
 def test_instances_to_semantic_keeps_best_instance_and_overlaps(stage1_run):
@@ -287,3 +290,67 @@ def test_off_a_terminal_ultralytics_bars_write_only_their_finished_line():
             assert text.count("\n") == 1 and "50/50" in text
     from ultralytics.utils import tqdm as bars
     assert not bars.is_noninteractive_console()  # put back after training
+
+
+def test_the_region_class_is_the_region_never_a_mask(stage1_run):
+    """ultralytics' own path: a region row gives the region (when confident) and no mask or score."""
+    model = Stage1Model(stage1_run.best, device="cpu")
+    assert model.detects_region and model.region_box_margin == model.region_cfg.margin
+    model.region_conf = 0.5
+    bone, region = np.zeros((40, 40), np.uint8), np.ones((40, 40), np.uint8)
+    bone[2:6, 2:6] = 1
+    boxes = [[0, 0, 0, 0], [10.0, 12.0, 30.0, 32.0], [0.0, 0.0, 40.0, 40.0]]
+    out = model._semantic(_result([25, REGION_CLASS_ID, REGION_CLASS_ID], [0.3, 0.8, 0.6], [bone, region, region],
+                                  boxes), (40, 40))
+    assert out.masks.shape == (29, 40, 40) and out.scores.shape == (29,)
+    assert out.masks.sum() == bone.sum() and out.scores[25] == pytest.approx(0.3) and out.scores.sum() < 0.31
+    assert out.region.source == "detected" and out.region.box == (10, 12, 30, 32)  # the most confident one
+    assert out.detection.conf == pytest.approx(0.8)
+    weak = model._semantic(_result([25, REGION_CLASS_ID], [0.3, 0.4], [bone, region], boxes[:2]), (40, 40))
+    assert weak.region == carpal_region(weak.masks, model.region_cfg)  # below region_conf: the rule's chain
+    alone = model._semantic(_result([REGION_CLASS_ID], [0.9], [region], boxes[1:2]), (40, 40))
+    assert alone.masks.sum() == 0 and alone.region.source == "detected"
+
+
+def test_top_instance_predictor_takes_the_region_out_of_the_bones(stage1_run):
+    from stage1_detect.predict import _top_instance_predictor
+
+    gen = torch.Generator().manual_seed(1)
+    n, nm = 12, 32
+    xy = torch.rand(n, 2, generator=gen) * 100
+    cls = torch.tensor([3, 3, 25, 26, REGION_CLASS_ID, REGION_CLASS_ID, 5, 7, 9, 11, 13, 15]).float()
+    conf = torch.tensor([0.9, 0.4, 0.7, 0.6, 0.3, 0.55, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5])
+    pred = torch.cat([xy, xy + 60, conf[:, None], cls[:, None], torch.randn(n, nm, generator=gen)], 1)
+    predictor = _top_instance_predictor()(overrides={"retina_masks": True, "conf": 0.01})
+    predictor.model = SimpleNamespace(names={i: str(i) for i in range(30)})
+    result = predictor.construct_result(pred.clone(), torch.zeros(1, 3, 256, 256), np.zeros((256, 256, 3), np.uint8),
+                                        "x.png", torch.randn(nm, 64, 64, generator=gen))
+    assert REGION_CLASS_ID not in result.boxes.cls.tolist()
+    assert result.region_detection.conf == pytest.approx(0.55)
+    np.testing.assert_allclose(result.region_detection.box, pred[5, :4].tolist(), atol=1e-3)  # same letterbox size
+    out = Stage1Model(stage1_run.best, device="cpu")._semantic(result, (256, 256))
+    assert out.detection == result.region_detection and out.masks.shape[0] == 29
+
+
+def test_an_old_29_class_model_still_loads_and_finds_the_region_by_the_rule(synth_root, tmp_path):
+    from stage1_detect.train import train_stage1
+
+    old_set = convert_to_yolo(synth_root / "train", tmp_path / "old", folds=3, workers=2, region=None).out
+    cfg = load_stage1_config(None, ["model=yolo11n-seg", "epochs=1", "imgsz=64", "batch=4", "device=cpu",
+                                    "workers=0", "amp=false", "plots=false", f"project={tmp_path / 'runs'}"])
+    model = Stage1Model(train_stage1(old_set, cfg).best, device="cpu")
+    assert len(model.model.names) == 29 and not model.detects_region
+    image = read_image(scan(synth_root / "train").items[0].image)
+    out = model.predict([image])[0]
+    assert out.detection is None and out.region.source in REGION_SOURCES[1:]
+    assert out.region == carpal_region(out.masks, model.region_cfg)
+
+
+def test_a_set_with_the_region_class_needs_its_rule(yolo_set, tmp_path):
+    data = tmp_path / "set"
+    shutil.copytree(yolo_set, data)
+    assert check_yolo_data(data) == data / "data.yaml"
+    doc = (data / "data.yaml").read_text()
+    (data / "data.yaml").write_text(doc.split("cascade_region:")[0])
+    with pytest.raises(DataError, match="no `cascade_region:` rule"):
+        check_yolo_data(data)
