@@ -10,6 +10,7 @@ import argparse
 import time
 
 from cascade.evaluate import evaluate_cascade
+from convert.carpal_region import describe_sources
 
 
 def main() -> None:
@@ -27,7 +28,7 @@ def main() -> None:
     print(f"{len(scores.images)} held-out images, {time.perf_counter() - t0:.0f} s")
     print(scores.markdown(3))
     print(f"carpal-region hit rate: {scores.hit_rate:.3f} ({sum(scores.hits)}/{len(scores.hits)}); "
-          f"region sources: {dict(scores.sources)}")
+          f"region sources: {describe_sources(scores.sources)}")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from cascade.cli import main
 from cascade.ensemble import Stage1Vote, Stage2Mean
-from convert.carpal_region import RegionConfig, carpal_region
+from convert.carpal_region import Region, RegionConfig, carpal_region
 from convert.classes import NUM_CLASSES
 from plumbing.errors import CascadeError
 from stage1_detect.predict import Stage1Output
@@ -69,3 +69,28 @@ def test_an_ensemble_of_one_model_twice_writes_the_same_submission(stage1_run, s
         result = CliRunner().invoke(main, [str(a) for a in args])
         assert result.exit_code == 0, result.output
     assert (tmp_path / "one.csv").read_bytes() == (tmp_path / "two.csv").read_bytes()
+
+
+class DetectingStage1(FakeStage1):
+    """A member whose region is its detection (a fixed box) or, with box None, the rule's."""
+
+    def __init__(self, masks, box):
+        super().__init__(masks, np.zeros(NUM_CLASSES, np.float32))
+        self.box = box
+
+    def predict(self, images):
+        region = Region(self.box, "detected") if self.box else carpal_region(self.masks, self.region_cfg)
+        return [Stage1Output(self.masks.copy(), self.scores.copy(), region) for _ in images]
+
+
+def test_the_vote_takes_the_mean_detected_region_when_half_the_members_detect_it():
+    masks = np.zeros((NUM_CLASSES, 200, 200), np.uint8)
+    two = Stage1Vote([DetectingStage1(masks, (40, 40, 100, 100)), DetectingStage1(masks, (60, 60, 120, 120)),
+                      DetectingStage1(masks, None)]).predict([None])[0]
+    assert two.region == Region((50, 50, 110, 110), "detected")
+    one = Stage1Vote([DetectingStage1(masks, (40, 40, 100, 100)), DetectingStage1(masks, None),
+                      DetectingStage1(masks, None)]).predict([None])[0]
+    assert one.region == carpal_region(masks) and one.region.source == "prior"
+    vote = Stage1Vote([DetectingStage1(masks, None), DetectingStage1(masks, None)])
+    vote.region_cfg = RegionConfig(margin=0.3)  # the cascade gives stage 2's rule: every member finishes by it
+    assert all(m.region_cfg.margin == 0.3 for m in vote.models)
