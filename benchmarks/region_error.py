@@ -6,7 +6,8 @@ error stage 2's training jitter (configs/stage2*.yaml `jitter:`) should cover.
 
 Per image: the source of stage 1's region, the confidence of its best region detection (0: none), the centre
 offset along x and y and the side ratio, offsets as fractions of the label region's side (as stage 2's
-`jitter.shift`, drawn per axis), and whether all 8 carpals lie inside (a hit). The summary gives the median and
+`jitter.shift`, drawn per axis), whether all 8 carpals lie inside (a hit), and whether the best detection would
+have been a hit whatever its confidence (det_hit: to choose `region_conf`). The summary gives the median and
 90th percentile of |offset| and of the side ratio, for the detected regions and for all.
 """
 
@@ -27,8 +28,9 @@ from convert.classes import CARPAL_INDICES  # noqa: E402
 from convert.dataset import load_sample  # noqa: E402
 from convert.dice import region_contains  # noqa: E402
 from convert.masks import class_masks  # noqa: E402
+from stage1_detect.region import pick_region  # noqa: E402
 
-FIELDS = ("image", "source", "conf", "dx", "dy", "side_ratio", "hit")
+FIELDS = ("image", "source", "conf", "dx", "dy", "side_ratio", "hit", "det_hit")
 
 
 def region_error(region_box, label_box) -> tuple[float, float, float]:
@@ -53,9 +55,11 @@ def measure(data, folds, fold: int, weights, device: str | None = None) -> list[
         label = carpal_region(truth, model.region_cfg)  # what stage 2 trains on
         out = model.predict([sample.image])[0]
         dx, dy, ratio = region_error(out.region.box, label.box)
+        raw = pick_region(out.masks, out.detection, model.region_cfg, 0.0, model.region_box_margin)
         rows.append({"image": item.name, "source": out.region.source,
                      "conf": out.detection.conf if out.detection else 0.0, "dx": dx, "dy": dy, "side_ratio": ratio,
-                     "hit": region_contains(out.region, truth, CARPAL_INDICES)})
+                     "hit": region_contains(out.region, truth, CARPAL_INDICES),
+                     "det_hit": region_contains(raw, truth, CARPAL_INDICES) if out.detection else ""})
     return rows
 
 

@@ -20,7 +20,8 @@ MODEL_NAME = re.compile(r"^(yolov8|yolo11)[nslmx]-seg$")
 class Stage1Config:
     model: str = "yolo11m-seg"
     conf: float = 0.01
-    region_conf: float = 0.25  # a detected carpal region at least this confident is the region (else the rule's chain)
+    region_conf: float = 0.05  # a detected carpal region at least this confident is the region (else the rule's
+    #                            chain); configs/stage1.yaml says why it is low
     region: RegionConfig = field(default_factory=RegionConfig)
     ultralytics: dict[str, Any] = field(default_factory=dict)
 
