@@ -94,9 +94,11 @@ class FilmConfig:
     turn_deg: tuple[float, float] = (15.0, 90.0)
     far_prob: float = 0.0
     far_scale: tuple[float, float] = (0.5, 0.94)
+    forearm_visible_frac: float = 0.3
     collimation_prob: float = 0.0
     collimation_side_prob: float = 0.5
     collimation_frac: tuple[float, float] = (0.02, 0.12)
+    collimation_forearm_frac: float = 0.5
     collimation_bright_prob: float = 0.7
     collimation_bright: tuple[float, float] = (0.85, 1.0)
     collimation_dark: tuple[float, float] = (0.0, 0.06)
@@ -132,6 +134,8 @@ class FilmConfig:
             check_range(key, getattr(self, key)[1], hi=0.5, hi_open=True, why="of the film's side")
         for key in ("collimation_bright", "collimation_dark", "mark_level"):
             check_range(key, getattr(self, key)[1], hi=1, why="display levels, 1 is white")
+        check_range("forearm_visible_frac", self.forearm_visible_frac, hi=2, why="of the hand's length")
+        check_range("collimation_forearm_frac", self.collimation_forearm_frac, hi=2, why="of the hand's length")
         check_range("letter_stroke_frac", self.letter_stroke_frac, hi=0.5, why="of the text's height")
         check_range("mark_clearance_frac", self.mark_clearance_frac, hi=0.5, hi_open=True, why="of the film's side")
         check_range("child_carpals", self.child_carpals[1], hi=7, why="ossified carpals of a child: 8 is an adult")

@@ -234,6 +234,14 @@ def _film_pose(rng: np.random.Generator, layout: Layout, pose: _Pose, cfg: Synth
     return float(np.sqrt(2.0) * REF_SIZE / pose.scale)
 
 
+def _with_forearm(placed: dict[str, np.ndarray], hand: np.ndarray, frac: float) -> np.ndarray:
+    """The hand's points and those of the forearm within `frac` of the hand's length from the wrist."""
+    wrist = np.concatenate([placed[n] for n in CARPAL_SHAPES]).mean(0)
+    reach = np.hypot(*(hand - wrist).T).max() * frac
+    arm = np.concatenate([placed[n] for n in FOREARM_SHAPES])
+    return np.vstack([hand, arm[np.hypot(*(arm - wrist).T) <= reach]])
+
+
 def place_hand(rng: np.random.Generator, size: int, left: bool, cfg: SynthConfig,
                bent: bool | None = None) -> tuple[list[tuple[int, np.ndarray]], Film]:
     """make_hand's polygons and the Film they lie on, for render.
@@ -258,14 +266,19 @@ def place_hand(rng: np.random.Generator, size: int, left: bool, cfg: SynthConfig
         placed = _pose_to_image(outlines, distal, pose, size)
         hand = np.concatenate([placed[n] for n in distal])
         if layout.moves:
-            shift = place_anywhere(film_rng, hand, size, margin)
+            # Anywhere the hand and the forearm's distal ends (which reach past the carpals) fit.
+            shift = place_anywhere(film_rng, _with_forearm(placed, hand, cfg.film.forearm_visible_frac), size, margin)
             if shift is None:
                 continue
             placed = {n: p + shift for n, p in placed.items()}
             hand = hand + shift
         if hand.min() >= margin and hand.max() <= size - 1 - margin:
             break
-    field = collimated_field(film_rng, hand, size, margin, cfg.film) if layout.collimated else (0, 0, size, size)
+    field = (0, 0, size, size)
+    if layout.collimated:
+        # A band may cut the forearm, never the hand nor the forearm next to the wrist.
+        keep = _with_forearm(placed, hand, cfg.film.collimation_forearm_frac)
+        field = collimated_field(film_rng, keep, size, margin, cfg.film)
     # Every bone is annotated, so a child's hand is its adult hand without the missing carpals.
     polygons = [(CLASS_INDEX[name], _annotate(placed[name], size, rng, cfg.points, field)) for name in CLASSES]
     missing = {CLASS_INDEX[name] for name in layout.missing}

@@ -213,3 +213,13 @@ def test_films_are_deterministic_per_seed(tmp_path):
     for item in scan(tmp_path / "a" / "train").items:
         sample = load_sample(item)
         assert sorted(c for c, _ in sample.polygons) == list(range(NUM_CLASSES))
+
+
+def test_every_film_fits_its_hand_even_at_the_extremes():
+    """Turned, far, fingers-down and collimated films at once never push a bone off the film."""
+    cfg = load_synth_config(overrides=["film.fingers_down_prob=0.5", "film.turn_prob=1", "film.far_prob=0.5",
+                                       "film.far_scale=[0.3, 1.2]", "film.collimation_prob=1",
+                                       "film.collimation_side_prob=1", "film.collimation_frac=[0.3, 0.45]"])
+    for i in range(120):
+        polygons, film = place_hand(np.random.default_rng([11, i]), 128, bool(i % 2), cfg)
+        assert len(polygons) == NUM_CLASSES
