@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--rows", type=int, default=2)
     ap.add_argument("--cols", type=int, default=3)
     ap.add_argument("--size", type=int, default=1024, help="generated image size")
-    ap.add_argument("--tile", type=int, default=352, help="tile size (6 x 352 px keeps the PNG under 600 KB)")
+    ap.add_argument("--tile", type=int, default=256, help="tile size (12 x 256 px keeps the PNG near 600 KB)")
     ap.add_argument("--film-rows", type=int, default=2, help="rows with the demo's film mix")
     ap.add_argument("--seed", type=int, default=4, help="4: two of the six wrists are bent, one per side")
     ap.add_argument("--film-seed", type=int, default=2, help="2: each film effect shows at least once")
