@@ -15,11 +15,12 @@ Only the tests, the demo (`cascade demo`, `cascade synth`) and the benchmarks us
 """
 
 from .anatomy import REF_SIZE
-from .render import render
-from .settings import MAX_SIZE, MIN_SIZE, FilmConfig, PointsConfig, PoseConfig, RenderConfig, SynthConfig, load_synth_config
 from .film import Film
+from .render import render
+from .settings import (MAX_SIZE, MIN_SIZE, FilmConfig, PointsConfig, PoseConfig, RenderConfig, SynthConfig,
+                       load_synth_config)
 from .shapes import make_hand, place_hand
 from .writer import TEST_LABEL_DIR, generate
 
-__all__ = ["MAX_SIZE", "MIN_SIZE", "REF_SIZE", "Film", "FilmConfig", "PointsConfig", "PoseConfig", "RenderConfig", "SynthConfig", "TEST_LABEL_DIR",
-           "generate", "load_synth_config", "make_hand", "place_hand", "render"]
+__all__ = ["MAX_SIZE", "MIN_SIZE", "REF_SIZE", "Film", "FilmConfig", "PointsConfig", "PoseConfig", "RenderConfig",
+           "SynthConfig", "TEST_LABEL_DIR", "generate", "load_synth_config", "make_hand", "place_hand", "render"]

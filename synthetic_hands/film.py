@@ -23,7 +23,7 @@ def film_stream(rng: np.random.Generator) -> np.random.Generator:
 @dataclass(frozen=True)
 class Film:
     """What place_hand decided about the film, for render to draw."""
-    field: tuple[int, int, int, int]  # x0, y0, x1, y1 (exclusive) of the exposed field: the whole image if not collimated
+    field: tuple[int, int, int, int]  # x0, y0, x1, y1 (exclusive) of the exposed field; the image if not collimated
     missing: tuple[str, ...] = ()      # carpals not yet ossified (a child's hand): neither drawn nor labelled
     left: bool = False                 # the labelled hand's side, global rotation and scale: a second hand
     rotation_deg: float = 0.0          # beside it is the other side, lying parallel at the same magnification

@@ -82,8 +82,9 @@ def _soft_tissue(polygons: Sequence[tuple[int, np.ndarray]], size: int, margin: 
     return sil
 
 
-def _add_bones(attenuation: np.ndarray, bones: Sequence[tuple[np.ndarray, np.ndarray]], field: tuple[int, int, int, int],
-               rng: np.random.Generator, r: RenderConfig, texture: np.ndarray, density: float) -> None:
+def _add_bones(attenuation: np.ndarray, bones: Sequence[tuple[np.ndarray, np.ndarray]],
+               field: tuple[int, int, int, int], rng: np.random.Generator, r: RenderConfig, texture: np.ndarray,
+               density: float) -> None:
     """Add each (full-size mask, points) bone's projected density to attenuation, in place."""
     for full_mask, pts in bones:
         x0, y0 = pts.min(0)
