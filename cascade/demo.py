@@ -41,6 +41,7 @@ class DemoConfig:
     stage2_overrides: list[str] = field(default_factory=list)
     fullhand_config: str = "fullhand_cpu.yaml"   # the baseline full-hand model the cascade is also pasted over
     fullhand_overrides: list[str] = field(default_factory=list)
+    synth_overrides: list[str] = field(default_factory=list)  # the generated films' mix (configs/synth.yaml)
     device: str | None = None
     overlays: int = 3
 
@@ -145,7 +146,7 @@ def _start(out: Path, cfg: DemoConfig, echo: Callable[[str], None]) -> _Demo:
     base_cfg = load_stage2_config(CONFIG_DIR / cfg.fullhand_config, [
         f"folds_file={folds_file}", f"fold={cfg.fold}", f"out={out / 'runs' / 'fullhand'}", "name=demo",
         f"device={device}", "resume=false", *cfg.fullhand_overrides])
-    synth_cfg = load_synth_config()
+    synth_cfg = load_synth_config(None, cfg.synth_overrides)
     check_stage1(s1_cfg)
     check_stage2(s2_cfg)
     check_stage2(base_cfg)

@@ -25,8 +25,9 @@ REQUIRED = ("format", "version", "arch", "state_dict", "encoder", "decoder_chann
             "train_classes", "paste_classes", "thresholds", "region", "preprocess", "epoch", "best_score")
 RESUME = ("optimizer", "scheduler", "scaler")
 # a checkpoint resumed under a config must agree on these, or the weights would not fit or mean something else
-SAME_FOR_RESUME = ("encoder", "decoder_channels", "input_size", "train_classes", "prior_classes")
-OPTIONAL = {"prior_classes": []}  # keys added later, with what a checkpoint made before them meant
+SAME_FOR_RESUME = ("encoder", "decoder_channels", "input_size", "train_classes", "prior_classes", "prior_min_carpals")
+# keys added later, with what a checkpoint made before them meant
+OPTIONAL = {"prior_classes": [], "prior_min_carpals": 0}
 
 
 def plain(value):

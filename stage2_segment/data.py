@@ -28,7 +28,7 @@ from .config import Stage2Config
 from .file_priors import FilePriors
 from .geometry import crop_matrix, footprint, jitter_box, reach, warp, warp_image
 from .model import Preprocess
-from .prior import corrupt
+from .prior import corrupt, gated
 
 
 @dataclass
@@ -142,6 +142,7 @@ class TrainCrops(torch.utils.data.Dataset):
                 prior = self.file_priors.crop(self.items[i].name, reads)
             else:  # made wrong at native size, where the full-hand model's errors are
                 prior = corrupt(entry.crop_masks(self.prior_classes, reads), self.prior_classes, self.prior_cfg, rng)
+            prior = gated(prior, self.prior_classes, self.prior_cfg.gate)
             packed = np.concatenate([packed, np.packbits(prior.transpose(1, 2, 0), axis=-1)], axis=-1)
         masks = warp(packed, reads[:2], m, self.size, cv2.INTER_NEAREST)
         self.tone.set_random_seed(int(seeds[1]))  # its own stream: a shared one would tie tone to geometry

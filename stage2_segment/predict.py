@@ -14,12 +14,12 @@ from convert.classes import CLASS_INDEX
 from convert.images import to_gray_uint8
 from plumbing.errors import CascadeError
 
-from .checkpoint import load_checkpoint, load_weights
+from .checkpoint import OPTIONAL, load_checkpoint, load_weights
 from .distributed import pick_device
 from .geometry import box_hw, crop_padded, resize_image, resize_masks, to_native
 from .model import Preprocess, build_unet
 from .precision import Precision
-from .prior import cut_prior
+from .prior import cut_prior, gated
 
 
 def _forward(net: torch.nn.Module, x: torch.Tensor, amp: bool, amp_dtype: torch.dtype) -> torch.Tensor:
@@ -85,7 +85,8 @@ class Stage2Model:
         except (CascadeError, TypeError) as exc:
             raise CascadeError(f"{checkpoint}: unreadable region or preprocess settings ({exc})") from None
         # the full-hand classes it sees beside the grey crop; checkpoints made before priors see none
-        self.prior_classes = [CLASS_INDEX[n] for n in ckpt.get("prior_classes", [])]
+        self.prior_classes = [CLASS_INDEX[n] for n in ckpt.get("prior_classes", OPTIONAL["prior_classes"])]
+        self.prior_min_carpals = int(ckpt.get("prior_min_carpals", OPTIONAL["prior_min_carpals"]))
         self.device = pick_device(device, 0)
         self.net = build_unet(ckpt["encoder"], len(self.train_classes), ckpt["decoder_channels"],
                               prior_channels=len(self.prior_classes))
@@ -124,8 +125,8 @@ class Stage2Model:
                 raise ValueError(f"empty region box {region.box}")
             # grey conversion of the whole image first: a 16-bit image is stretched by its own maximum, as in training
             crops.append(crop_padded(to_gray_uint8(image), region.box))
-        priors = ([cut_prior(m, self.prior_classes, r.box) for m, r in zip(full, regions)] if self.needs_prior
-                  else None)
+        priors = ([gated(cut_prior(m, self.prior_classes, r.box), self.prior_classes, self.prior_min_carpals)
+                   for m, r in zip(full, regions)] if self.needs_prior else None)
         return predict_crops(self.net, crops, self.input_size, self.preprocess, self.device, tta_hflip, batch,
                              amp=self.amp, channels_last=self.channels_last, channels=channels, priors=priors,
                              amp_dtype=self.amp_dtype)

@@ -4,8 +4,12 @@ the corruptions training applies so the network learns to correct a full-hand mo
 As in nnU-Net's cascade, the prior is one binary channel per chosen class beside the grey crop. Trained on
 clean ground truth, a network would copy its prior; so the prior is the ground truth made wrong the ways
 full-hand models are wrong: a bone missed, the overlapping pairs confused, boundaries too far in or out, a
-small offset, and sometimes nothing at all (a weak stage 1 that found no bone), so a prior model never does
-worse than the crop alone when its full-hand model is poor.
+small offset, and sometimes nothing at all (a weak stage 1 that found no bone).
+
+A full-hand prediction that misses most carpals says nothing useful about them, and a network fed one leans on it
+(measured: docs/benchmarks.md). So a prior holding fewer than `min_carpals` carpal bones is fed empty, in training
+and at inference alike (`gated`): over a full-hand model that finds no carpals the prior model sees what it learnt
+from its empty training priors, a crop alone.
 """
 
 from __future__ import annotations
@@ -39,15 +43,16 @@ class PriorConfig:
     pair); the validation prior is the same corruption with a fixed seed per image."""
 
     classes: str | list[str] = "none"      # none, carpals, neighbours (carpals + metacarpals + forearm), all, or names
-    empty_prob: float = 0.15               # the whole prior empty: a full-hand model that found nothing here
-    wrong_prob: float = 0.1                # mostly wrong: every channel moved far off (a region on the wrong bones)
-    drop_prob: float = 0.15                # per class: its mask missing (a bone the full-hand model did not find)
+    empty_prob: float = 0.5                # the whole prior empty: a full-hand model that found nothing here
+    wrong_prob: float = 0.2                # mostly wrong: every channel moved far off (a region on the wrong bones)
+    drop_prob: float = 0.3                 # per class: its mask missing (a bone the full-hand model did not find)
     swap_prob: float = 0.2                 # per overlapping pair: the two masks exchanged
     morph_prob: float = 0.5                # per class: grown, shrunk, opened or closed
     morph_radius: tuple[int, int] = (1, 4)  # pixels of the native image (real 2048 px films: 1-10)
     shift_px: int = 3                      # per class: moved up to this many native pixels each way
     file: str | None = None                # a submission of every training image (a base's out-of-fold predictions)
     file_share: float = 0.5                # with a file: share of training crops whose prior is the file's, as it is
+    min_carpals: int = 5                   # fewer carpal bones in the prior -> fed empty (0: never); see `gate`
 
     def __post_init__(self):
         if isinstance(self.classes, str):
@@ -68,6 +73,12 @@ class PriorConfig:
         check_pair("morph_radius", self.morph_radius)
         check_range("morph_radius", self.morph_radius[0], 1)
         check_range("shift_px", self.shift_px, 0)
+        check_range("min_carpals", self.min_carpals, 0, len(CARPAL_INDICES))
+
+    @property
+    def gate(self) -> int:
+        """min_carpals, but never more than the prior's carpal classes (a gate no prior passes would empty all)."""
+        return min(self.min_carpals, sum(c in CARPAL_INDICES for c in self.indices))
 
     @property
     def indices(self) -> list[int]:
@@ -81,6 +92,13 @@ def cut_prior(full: np.ndarray, classes: Sequence[int], box: Box) -> np.ndarray:
     """(29, H, W) full-hand masks -> (len(classes), h, w) uint8 of box, zero where the box leaves the image: the
     same pixels the grey crop of box holds."""
     return crop_padded(np.asarray(full[list(classes)], np.uint8), box)
+
+
+def gated(prior: np.ndarray, classes: Sequence[int], min_carpals: int) -> np.ndarray:
+    """(P, h, w) prior of `classes` -> itself, or zeros when fewer than min_carpals of its carpal channels hold a
+    pixel (the module's note). The input is not changed."""
+    found = sum(1 for j, c in enumerate(classes) if c in CARPAL_INDICES and prior[j].any())
+    return prior if found >= min_carpals else np.zeros_like(prior)
 
 
 def corrupt(masks: np.ndarray, classes: Sequence[int], cfg: PriorConfig, rng: np.random.Generator) -> np.ndarray:

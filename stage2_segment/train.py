@@ -37,7 +37,7 @@ from .file_priors import FilePriors
 from .model import IN_CHANNELS, build_unet, dice_bce_loss
 from .precision import Precision
 from .predict import predict_crops
-from .prior import corrupt
+from .prior import corrupt, gated
 from .progress import EpochBar
 from .results import Results, TensorBoardScalars, best_row
 
@@ -63,6 +63,8 @@ def checkpoint_meta(cfg: Stage2Config) -> dict:
         "encoder": cfg.encoder, "decoder_channels": list(cfg.decoder_channels),
         "in_channels": IN_CHANNELS + len(cfg.prior.indices),
         "prior_classes": [CLASSES[c] for c in cfg.prior.indices],  # the full-hand masks it sees, channel order
+        # a prior with fewer carpals is fed empty, as in training; 0 without a prior (nothing to gate)
+        "prior_min_carpals": cfg.prior.gate,
         "input_size": cfg.input_size, "train_classes": cfg.train_classes, "paste_classes": cfg.paste_classes,
         "paste_largest_component": cfg.paste_largest_component, "thresholds": cfg.thresholds(), "region": cfg.region,
         "preprocess": preprocess_of(cfg).as_dict(),
@@ -142,6 +144,8 @@ def validate(net: torch.nn.Module, items, store, cfg: Stage2Config, device: torc
             seed = int.from_bytes(hashlib.sha1(it.name.encode()).digest()[:8], "little")
             prior = corrupt(entry.crop_masks(prior_classes, entry.region), prior_classes, cfg.prior,
                             np.random.default_rng([cfg.seed, seed]))
+        if prior is not None:
+            prior = gated(prior, prior_classes, cfg.prior.gate)
         return image, truth, entry.bent, prior
 
     loaded = bounded_map(load, shard, max(1, cfg.workers))

@@ -63,3 +63,7 @@ FOREARM_SHAPES = {
 }
 
 
+
+# The order in which the carpal bones ossify in childhood (capitate and hamate in the first months, the
+# pisiform around ten years): a child's film shows a prefix of this list, the rest is still cartilage.
+OSSIFICATION_ORDER = ("Capitate", "Hamate", "Triquetrum", "Lunate", "Trapezium", "Trapezoid", "Scaphoid", "Pisiform")

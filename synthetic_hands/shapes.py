@@ -11,7 +11,10 @@ from convert.classes import CLASS_INDEX, CLASSES
 from plumbing.errors import CascadeError
 
 from .anatomy import BEND_CENTRES, CAPS, CARPAL_SHAPES, FOREARM_SHAPES, JOINT_GAP, PIVOT_XY, RAYS, REF_SIZE
+from .film import Film, Layout, collimated_field, film_rotation, film_stream, place_anywhere, sample_layout
 from .settings import PointsConfig, PoseConfig, SynthConfig
+
+OUTLINE_POINTS = 40  # points along each side of a long bone's outline (per its table length for a forearm)
 
 
 def _smooth01(x: np.ndarray) -> np.ndarray:
@@ -20,7 +23,8 @@ def _smooth01(x: np.ndarray) -> np.ndarray:
 
 
 def _long_bone(length: float, w_base: float, w_shaft: float, w_head: float, cap_base: float, cap_head: float,
-               flare: float = 0.3, head_shift: float = 0.0, head_tilt_deg: float = 0.0, n: int = 40) -> np.ndarray:
+               flare: float = 0.3, head_shift: float = 0.0, head_tilt_deg: float = 0.0,
+               n: int = OUTLINE_POINTS) -> np.ndarray:
     """Closed outline of an elongated bone in local (u, v): u along the axis from base (0) to head (length),
     v across. Ends are elliptical caps; the shaft narrows between the flared ends over `flare` of the length."""
     cb, ch = cap_base * w_base, cap_head * w_head
@@ -92,9 +96,10 @@ def jitter(rng: np.random.Generator, sd: float) -> float:
     return float(np.clip(1.0 + rng.normal(0.0, sd), 0.7, 1.3))
 
 
-def _hand_outlines(rng: np.random.Generator, pose: _Pose, p: PoseConfig) -> tuple[dict[str, np.ndarray], set[str]]:
+def _hand_outlines(rng: np.random.Generator, pose: _Pose, p: PoseConfig,
+                   reach: float | None = None) -> tuple[dict[str, np.ndarray], set[str]]:
     """Outlines of all 29 bones in the hand frame before the wrist bend, and which of them are distal to
-    the wrist (everything but the forearm)."""
+    the wrist (everything but the forearm); `reach` lengthens the forearm bones to at least that length."""
     out: dict[str, np.ndarray] = {}
     for name, (cx, cy, a, b, ang, expo) in CARPAL_SHAPES.items():
         wobble = np.stack([rng.normal(0.0, p.wobble, 2), rng.uniform(0.0, 2 * np.pi, 2)], 1)
@@ -117,8 +122,12 @@ def _hand_outlines(rng: np.random.Generator, pose: _Pose, p: PoseConfig) -> tupl
     distal = set(out)
     for name, (x, y_end, length, ws, wd, flare, shift, tilt, cap) in FOREARM_SHAPES.items():
         s = jitter(rng, p.size_jitter)
+        n = OUTLINE_POINTS
+        if reach is not None and reach > length:
+            # A hand placed anywhere on the film still has its forearm leave it; as many points per length.
+            n, length = int(np.ceil(OUTLINE_POINTS * reach / length)), reach
         local = _long_bone(length, ws * s, ws * s, wd * s, 0.1, cap, flare=flare / length,
-                           head_shift=shift * s, head_tilt_deg=tilt)
+                           head_shift=shift * s, head_tilt_deg=tilt, n=n)
         out[name] = _place(local, (x, y_end + length), 0.0)
     return out, distal
 
@@ -146,9 +155,10 @@ def _pose_to_image(outlines: dict[str, np.ndarray], distal: set[str], pose: _Pos
     return out
 
 
-def _clip_to_box(pts: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    """Sutherland-Hodgman clipping of a closed polygon to the square [lo, hi]^2."""
-    for axis, bound, keep_below in ((0, lo, False), (0, hi, True), (1, lo, False), (1, hi, True)):
+def _clip_to_box(pts: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
+    """Sutherland-Hodgman clipping of a closed polygon to the box x0, y0, x1, y1 (inclusive)."""
+    x0, y0, x1, y1 = box
+    for axis, bound, keep_below in ((0, x0, False), (0, x1, True), (1, y0, False), (1, y1, True)):
         if len(pts) == 0:
             break
         inside = pts[:, axis] <= bound if keep_below else pts[:, axis] >= bound
@@ -175,10 +185,14 @@ def _distinct(points: np.ndarray) -> np.ndarray:
     return points[keep]
 
 
-def _annotate(pts: np.ndarray, size: int, rng: np.random.Generator, cfg: PointsConfig) -> np.ndarray:
+def _annotate(pts: np.ndarray, size: int, rng: np.random.Generator, cfg: PointsConfig,
+              field: tuple[int, int, int, int] | None = None) -> np.ndarray:
     """Outline in image pixels -> int32 polygon points the way an annotator clicked them: clipped to the
-    image, resampled along the boundary with a spacing drawn per bone (dense tracing to sparse clicks)."""
-    pts = _clip_to_box(pts, 0.0, size - 1.0)
+    exposed field (x0, y0, x1, y1 exclusive; default the image), resampled along the boundary with a spacing
+    drawn per bone (dense tracing to sparse clicks)."""
+    fx0, fy0, fx1, fy1 = field or (0, 0, size, size)
+    first, last = np.array([fx0, fy0], np.float64), np.array([fx1 - 1, fy1 - 1], np.float64)
+    pts = _clip_to_box(pts, (*first, *last))
     if len(pts) < 3:
         # make_hand's pose redraws prevent this unless the pose settings cannot fit a hand in the image.
         raise CascadeError("a bone fell outside the image: reduce pose.scale or pose.shift_frac, "
@@ -191,12 +205,12 @@ def _annotate(pts: np.ndarray, size: int, rng: np.random.Generator, cfg: PointsC
     n = max(cfg.min_points, int(arc[-1] / max(spacing, 1.0)))
     s = (rng.uniform(0.0, 1.0) + np.arange(n)) * (arc[-1] / n)
     res = np.stack([np.interp(s, arc, closed[:, 0]), np.interp(s, arc, closed[:, 1])], 1)
-    out = _distinct(np.clip(np.round(res), 0, size - 1).astype(np.int32))
+    out = _distinct(np.clip(np.round(res), first, last).astype(np.int32))
     if len(np.unique(out, axis=0)) < 3:
         # A bone of a pixel or two (tiny images): fall back to the whole outline, then to a small triangle.
-        out = _distinct(np.clip(np.round(pts), 0, size - 1).astype(np.int32))
+        out = _distinct(np.clip(np.round(pts), first, last).astype(np.int32))
         if len(np.unique(out, axis=0)) < 3:
-            x, y = np.clip(np.round(pts.mean(0)), 1, size - 2).astype(np.int32)
+            x, y = np.clip(np.round(pts.mean(0)), first + 1, last - 1).astype(np.int32)
             out = np.array([[x - 1, y + 1], [x + 1, y + 1], [x, y - 1]], np.int32)
     return out
 
@@ -204,13 +218,42 @@ def _annotate(pts: np.ndarray, size: int, rng: np.random.Generator, cfg: PointsC
 def make_hand(rng: np.random.Generator, size: int, left: bool, cfg: SynthConfig,
               bent: bool | None = None) -> list[tuple[int, np.ndarray]]:
     """29 (class index, int32 (N, 2) x, y points) pairs in class order for a size x size image; `bent` forces
-    the wrist's pose (None: drawn with pose.bent_wrist_prob).
+    the wrist's pose (None: drawn with pose.bent_wrist_prob). A film with a child's hand (film.child_prob)
+    leaves out the carpals not yet ossified. See place_hand for the film the hand lies on."""
+    return place_hand(rng, size, left, cfg, bent)[0]
+
+
+def _film_pose(rng: np.random.Generator, layout: Layout, pose: _Pose, cfg: SynthConfig) -> float | None:
+    """Turn and size the pose for its film (in place); the forearm length that still leaves the film."""
+    if not layout.moves:
+        return None
+    pose.rotation_deg = film_rotation(rng, layout, cfg.film, pose.rotation_deg)
+    if layout.far:
+        pose.scale = float(rng.uniform(*cfg.film.far_scale))
+    # The film's diagonal in hand-frame units: from anywhere on the film, a forearm this long runs out of it.
+    return float(np.sqrt(2.0) * REF_SIZE / pose.scale)
+
+
+def _with_forearm(placed: dict[str, np.ndarray], hand: np.ndarray, frac: float) -> np.ndarray:
+    """The hand's points and those of the forearm within `frac` of the hand's length from the wrist."""
+    wrist = np.concatenate([placed[n] for n in CARPAL_SHAPES]).mean(0)
+    reach = np.hypot(*(hand - wrist).T).max() * frac
+    arm = np.concatenate([placed[n] for n in FOREARM_SHAPES])
+    return np.vstack([hand, arm[np.hypot(*(arm - wrist).T) <= reach]])
+
+
+def place_hand(rng: np.random.Generator, size: int, left: bool, cfg: SynthConfig,
+               bent: bool | None = None) -> tuple[list[tuple[int, np.ndarray]], Film]:
+    """make_hand's polygons and the Film they lie on, for render.
 
     Poses that would push a finger or carpal bone out of the image are drawn again; the forearm is meant to
-    run off the bottom edge and is clipped to it."""
+    run off the film (the bottom edge, unless the film turns or shrinks the hand: config `film`) and is clipped
+    to it, or to the collimated field. The film's choices come from their own stream (film.film_stream)."""
     if size < 16:
         raise CascadeError(f"image size {size} is too small for a hand (use 128 or more)")
     margin = cfg.pose.margin_frac * size
+    film_rng = film_stream(rng)
+    layout = sample_layout(film_rng, cfg.film)
     # Drawn once, outside the retries: bent hands are shorter and fit more often, and redrawing the flag
     # with the rest would tilt the share of bent wrists above bent_wrist_prob.
     # The draw is made even when `bent` is forced, so the rest of the hand comes from the same stream.
@@ -218,11 +261,26 @@ def make_hand(rng: np.random.Generator, size: int, left: bool, cfg: SynthConfig,
     bent = drawn if bent is None else bool(bent)
     for _ in range(max(1, cfg.pose.max_tries)):
         pose = _sample_pose(rng, left, bent, cfg.pose)
-        outlines, distal = _hand_outlines(rng, pose, cfg.pose)
+        reach = _film_pose(film_rng, layout, pose, cfg)
+        outlines, distal = _hand_outlines(rng, pose, cfg.pose, reach)
         placed = _pose_to_image(outlines, distal, pose, size)
         hand = np.concatenate([placed[n] for n in distal])
+        if layout.moves:
+            # Anywhere the hand and the forearm's distal ends (which reach past the carpals) fit.
+            shift = place_anywhere(film_rng, _with_forearm(placed, hand, cfg.film.forearm_visible_frac), size, margin)
+            if shift is None:
+                continue
+            placed = {n: p + shift for n, p in placed.items()}
+            hand = hand + shift
         if hand.min() >= margin and hand.max() <= size - 1 - margin:
             break
-    return [(CLASS_INDEX[name], _annotate(placed[name], size, rng, cfg.points)) for name in CLASSES]
-
-
+    field = (0, 0, size, size)
+    if layout.collimated:
+        # A band may cut the forearm, never the hand nor the forearm next to the wrist.
+        keep = _with_forearm(placed, hand, cfg.film.collimation_forearm_frac)
+        field = collimated_field(film_rng, keep, size, margin, cfg.film)
+    # Every bone is annotated, so a child's hand is its adult hand without the missing carpals.
+    polygons = [(CLASS_INDEX[name], _annotate(placed[name], size, rng, cfg.points, field)) for name in CLASSES]
+    missing = {CLASS_INDEX[name] for name in layout.missing}
+    film = Film(field, layout.missing, left, pose.rotation_deg, pose.scale)
+    return [(c, p) for c, p in polygons if c not in missing], film

@@ -20,7 +20,7 @@ from plumbing.values import check_range
 
 from .render import render
 from .settings import MAX_SIZE, MIN_SIZE, SynthConfig, load_synth_config
-from .shapes import make_hand
+from .shapes import place_hand
 
 
 # Real file names are millisecond timestamps of mid-2022. Each seed (modulo 1000) and each patient gets its own
@@ -127,11 +127,11 @@ def generate(out: str | Path, patients: int, test_patients: int = 0, size: int =
         patient = f"ID{number:03d}"
         rng = _rng(seed, number, _STREAM_IMAGE, hand)  # one stream per image: any order gives the same files
         try:
-            polygons = make_hand(rng, size, left, cfg, bent=bent_wrist)
+            polygons, film = place_hand(rng, size, left, cfg, bent=bent_wrist)
         except CascadeError as exc:  # name the image; nothing is left in `out`
             raise DataError(out / split / IMAGE_DIR / patient / f"{stem}.png", f"not generated ({exc}); "
                                                                                f"nothing was written") from None
-        _write_png(tmp / split / IMAGE_DIR / patient / f"{stem}.png", render(polygons, size, rng, cfg))
+        _write_png(tmp / split / IMAGE_DIR / patient / f"{stem}.png", render(polygons, size, rng, cfg, film))
         if split == "train" or test_labels:
             doc = _annotation_doc(polygons, stem, patient, rng)
             labels = tmp / "train" / LABEL_DIR if split == "train" else tmp / TEST_LABEL_DIR

@@ -22,7 +22,7 @@ from stage2_segment.data import TrainCrops, split_prior, store_of
 from stage2_segment.file_priors import FilePriors
 from stage2_segment.geometry import crop_padded
 from stage2_segment.predict import Stage2Model
-from stage2_segment.prior import PRESETS, SWAP_PAIRS, PriorConfig, corrupt, cut_prior
+from stage2_segment.prior import PRESETS, SWAP_PAIRS, PriorConfig, corrupt, cut_prior, gated
 from stage2_segment.train import train_stage2
 
 CLEAN = ["prior.empty_prob=0", "prior.wrong_prob=0", "prior.drop_prob=0", "prior.swap_prob=0", "prior.morph_prob=0",
@@ -94,6 +94,25 @@ def test_prior_settings_are_checked():
         with pytest.raises(ValueError, match=word):
             PriorConfig(**bad)
     assert PriorConfig(["Pisiform", "Lunate"]).indices == [CLASS_INDEX["Lunate"], CLASS_INDEX["Pisiform"]]
+    with pytest.raises(ValueError, match="min_carpals"):
+        PriorConfig(min_carpals=9)
+    # the gate never asks for more carpals than the prior holds, nor for any without a prior
+    assert PriorConfig(["Pisiform", "Lunate"]).gate == 2 and PriorConfig(["Radius"]).gate == 0
+    assert PriorConfig("neighbours").gate == PriorConfig().min_carpals and PriorConfig("none").gate == 0
+
+
+def test_a_prior_holding_too_few_carpals_is_emptied_and_others_pass_unchanged():
+    classes = PRESETS["neighbours"]
+    prior = np.zeros((len(classes), 20, 20), np.uint8)
+    prior[:, 5:9, 5:9] = 1
+    carpal_rows = [j for j, c in enumerate(classes) if c in CARPAL_INDICES]
+    assert gated(prior, classes, 8) is prior and gated(prior, classes, 0) is prior
+    few = prior.copy()
+    few[carpal_rows[4:]] = 0  # 4 carpals left, every neighbour still there
+    out = gated(few, classes, 5)
+    assert out.shape == few.shape and out.dtype == few.dtype and not out.any()
+    assert few[carpal_rows[:4]].all(axis=0).any()  # the input is not changed
+    assert gated(few, classes, 4) is few
 
 
 def test_the_checkpoint_records_its_prior_and_an_old_one_loads_as_none(prior_run, stage2_run, tmp_path):
@@ -105,6 +124,12 @@ def test_the_checkpoint_records_its_prior_and_an_old_one_loads_as_none(prior_run
     torch.save(old, tmp_path / "old.pt")
     model = Stage2Model(tmp_path / "old.pt", device="cpu")
     assert model.prior_classes == [] and not model.needs_prior
+    assert ckpt["prior_min_carpals"] == PriorConfig().min_carpals
+    assert torch.load(stage2_run.best, weights_only=True)["prior_min_carpals"] == 0  # no prior: nothing to gate
+    before_gate = dict(ckpt)
+    before_gate.pop("prior_min_carpals")  # a prior model written before the gate saw every prior as it was
+    torch.save(before_gate, tmp_path / "before_gate.pt")
+    assert Stage2Model(tmp_path / "before_gate.pt", device="cpu").prior_min_carpals == 0
     image = np.full((100, 120), 90, np.uint8)
     assert model.predict([image], [Region((10, 10, 60, 60), "carpals")])[0].shape[-2:] == (50, 50)
 
@@ -137,6 +162,34 @@ def test_the_cascade_feeds_the_base_masks_to_a_prior_model_and_they_matter(prior
         assert np.allclose(out.probs, mine[channels], atol=1e-6)  # the cascade gave it the base's masks
     empty = model.predict(images, regions, full=[np.zeros_like(m) for m in truth.values()])
     assert not np.allclose(direct[0], empty[0])  # the prior channels are read
+
+
+def test_a_full_hand_prediction_missing_the_carpals_is_fed_as_an_empty_prior(prior_run, synth_root):
+    """The demo's stage 1 finds no carpal: the prior model then sees what its empty training priors taught it,
+    not neighbours without carpals."""
+    sample = next(iter_samples(scan(synth_root / "train").items[:1]))
+    truth = class_masks(sample.polygons, sample.hw)
+    model = Stage2Model(prior_run.best, device="cpu")
+    region = [Region((40, 60, 140, 160), "carpals")]
+    few = truth.copy()
+    few[list(CARPAL_INDICES[model.prior_min_carpals - 1:])] = 0  # one carpal short of the gate, neighbours kept
+    empty = model.predict([sample.image], region, full=[np.zeros_like(truth)])[0]
+    assert np.array_equal(model.predict([sample.image], region, full=[few])[0], empty)
+    assert not np.allclose(model.predict([sample.image], region, full=[truth])[0], empty)
+
+
+def test_training_priors_pass_the_same_gate(synth_root, tmp_path):
+    """With half the carpals dropped at random and a gate of all 8, every training prior is whole or empty."""
+    items = scan(synth_root / "train").items[:3]
+    cfg = tiny(tmp_path, "prior.classes=carpals", *CLEAN, "prior.drop_prob=0.5", "prior.min_carpals=8")
+    crops = TrainCrops(items, store_of(cfg, None), cfg)
+    torch.manual_seed(0)
+    for _ in range(4):
+        for i in range(len(items)):
+            _, packed = crops[i]
+            labels, prior = split_prior(packed[None], len(crops.classes), len(crops.prior_classes))
+            present = prior[0].flatten(1).amax(1)
+            assert present.sum() in (0, 8)  # ungated, 1 to 7 carpals would remain in almost every crop
 
 
 def _swapped_truth(items, path, keep=None):
