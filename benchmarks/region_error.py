@@ -55,7 +55,8 @@ def measure(data, folds, fold: int, weights, device: str | None = None) -> list[
         label = carpal_region(truth, model.region_cfg)  # what stage 2 trains on
         out = model.predict([sample.image])[0]
         dx, dy, ratio = region_error(out.region.box, label.box)
-        raw = pick_region(out.masks, out.detection, model.region_cfg, 0.0, model.region_box_margin)
+        raw = pick_region(out.masks, out.detection, model.region_cfg, 0.0, model.region_box_margin,
+                          model.region_grow)
         rows.append({"image": item.name, "source": out.region.source,
                      "conf": out.detection.conf if out.detection else 0.0, "dx": dx, "dy": dy, "side_ratio": ratio,
                      "hit": region_contains(out.region, truth, CARPAL_INDICES),

@@ -129,12 +129,13 @@ def carpal_region(masks: np.ndarray, cfg: RegionConfig = RegionConfig()) -> Regi
 
 
 def region_from_box(box, hw: tuple[int, int], cfg: RegionConfig, box_margin: float,
-                    source: str = "detected") -> Region:
+                    source: str = "detected", grow: float = 1.0) -> Region:
     """A box that already holds a margin of `box_margin` (stage 1's detection of the exported region, which is
     the rule's final box) finished as the rule finishes its own: the margin changed to cfg.margin when the two
-    differ, then square, minimum size and clipping, so stage 2 crops it alike."""
+    differ, then square, minimum size and clipping, so stage 2 crops it alike. `grow`: the side multiplied by
+    this besides (room for a detector's offset)."""
     x0, y0, x1, y1 = (float(v) for v in box)
-    grow = (1 + 2 * cfg.margin) / (1 + 2 * box_margin)  # the rule's side is the carpals' side x (1 + 2 margin)
+    grow *= (1 + 2 * cfg.margin) / (1 + 2 * box_margin)  # the rule's side is the carpals' side x (1 + 2 margin)
     return _finish((x0 + x1) / 2, (y0 + y1) / 2, (x1 - x0) * grow, (y1 - y0) * grow, hw,
                    replace(cfg, margin=0.0), source)
 

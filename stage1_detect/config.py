@@ -12,7 +12,7 @@ from convert.carpal_region import RegionConfig
 from plumbing.errors import CascadeError, DataError
 from plumbing.values import check_range
 
-OWN_KEYS = ("model", "conf", "region_conf", "region")
+OWN_KEYS = ("model", "conf", "region_conf", "region_grow", "region")
 MODEL_NAME = re.compile(r"^(yolov8|yolo11)[nslmx]-seg$")
 
 
@@ -22,6 +22,7 @@ class Stage1Config:
     conf: float = 0.01
     region_conf: float = 0.05  # a detected carpal region at least this confident is the region (else the rule's
     #                            chain); configs/stage1.yaml says why it is low
+    region_grow: float = 1.0   # a detected region's side is multiplied by this (configs/stage1.yaml says why)
     region: RegionConfig = field(default_factory=RegionConfig)
     ultralytics: dict[str, Any] = field(default_factory=dict)
 
@@ -29,6 +30,7 @@ class Stage1Config:
         # checked here, not at predict time: conf is saved into the trained weights
         check_range("conf", self.conf, 0, 1)
         check_range("region_conf", self.region_conf, 0, 1)
+        check_range("region_grow", self.region_grow, 1, 3)  # below 1 would cut what the detector found
 
 
 def load_stage1_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> Stage1Config:

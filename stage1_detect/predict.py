@@ -138,6 +138,7 @@ class Stage1Model:
         meta = (self.model.ckpt or {}).get(META_KEY, {})
         self.region_cfg = build(RegionConfig, meta.get("region", {}), f"{weights}:region")
         self.region_conf = float(meta.get("region_conf", Stage1Config.region_conf))
+        self.region_grow = float(meta.get("region_grow", Stage1Config.region_grow))
         # the margin the detector's training boxes held; its detections are rescaled to region_cfg's margin
         self.region_box_margin = (meta.get(REGION_KEY) or {}).get("margin")
         self.conf = conf if conf is not None else float(meta.get("conf", 0.01))
@@ -200,6 +201,7 @@ class Stage1Model:
                     data = torch.nn.functional.interpolate(data[None].float(), size=hw, mode="nearest")[0]
                 masks[found.cpu().numpy()] = data.to(torch.uint8).cpu().numpy()
                 scores[found.cpu().numpy()] = best[found].cpu().numpy()
-        region = pick_region(masks, detection, self.region_cfg, self.region_conf, self.region_box_margin)
+        region = pick_region(masks, detection, self.region_cfg, self.region_conf, self.region_box_margin,
+                             self.region_grow)
         return Stage1Output(masks, scores, region, boxes, detection)
 

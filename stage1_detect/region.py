@@ -17,11 +17,11 @@ class Detection:
 
 
 def pick_region(masks: np.ndarray, detection: Detection | None, cfg: RegionConfig, min_conf: float,
-                box_margin: float | None = None) -> Region:
+                box_margin: float | None = None, grow: float = 1.0) -> Region:
     """The detection finished as the rule finishes its boxes ("detected") when its confidence is at least
     min_conf; else carpal_region on the (29, H, W) masks. `box_margin`: the margin the detector's training boxes
-    held (the converted set's rule); None: cfg's own."""
+    held (the converted set's rule); None: cfg's own. `grow`: the detected box's side multiplied by this."""
     if detection is not None and detection.conf >= min_conf:
         margin = cfg.margin if box_margin is None else box_margin
-        return region_from_box(detection.box, masks.shape[1:], cfg, margin, "detected")
+        return region_from_box(detection.box, masks.shape[1:], cfg, margin, "detected", grow)
     return carpal_region(masks, cfg)

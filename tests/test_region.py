@@ -115,6 +115,9 @@ def test_a_detection_trained_with_another_margin_is_rescaled_to_the_rules():
     # trained on boxes with 20% margins (140 px), asked for 10%: 100 x 1.2 = 120 px about the same centre
     assert pick_region(_masks(), Detection((130, 160, 270, 300), 0.9), RegionConfig(margin=0.1, min_side=0.0),
                        0.5, box_margin=0.2).box == (140, 170, 260, 290)
+    # region_grow widens a detection about its centre (room for the detector's offset): 140 x 1.25 = 175 px
+    assert pick_region(_masks(), Detection((130, 160, 270, 300), 0.9), RegionConfig(margin=0.2, min_side=0.0),
+                       0.5, box_margin=0.2, grow=1.25).box == (112, 142, 288, 318)
 
 
 @pytest.mark.parametrize("detection, carpals, neighbours, source", [
