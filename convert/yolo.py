@@ -24,7 +24,7 @@ import numpy as np
 import yaml
 
 from plumbing.atomic import partial_dir, replace_dir, write_text
-from .carpal_region import RegionConfig, carpal_region
+from .carpal_region import RULE_CLASSES, RegionConfig, carpal_region
 from .classes import CLASSES, REGION_CLASS, REGION_CLASS_ID
 from .dataset import EDGE_TOLERANCE, Clip, Item, Sample, scan, try_load_sample
 from plumbing.errors import DataError, Problem
@@ -79,7 +79,8 @@ def region_line(sample: Sample, rule: RegionConfig, shape: str = REGION_SHAPES[0
     label masks at native size, as stage 2's training crops it, drawn as `shape`; the polygon's extent is the
     rule's box exactly (pixel edges x0 and x1 map to x0 / w and x1 / w)."""
     h, w = sample.hw
-    x0, y0, x1, y1 = carpal_region(class_masks(sample.polygons, sample.hw), rule).box
+    read = [(c, points) for c, points in sample.polygons if c in RULE_CLASSES]
+    x0, y0, x1, y1 = carpal_region(class_masks(read, sample.hw), rule).box
     if shape == "box":
         xy = np.array([(x0, y0), (x1, y0), (x1, y1), (x0, y1)], np.float64)
     elif shape == "ellipse":

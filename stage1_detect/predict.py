@@ -204,4 +204,3 @@ class Stage1Model:
         region = pick_region(masks, detection, self.region_cfg, self.region_conf, self.region_box_margin,
                              self.region_grow)
         return Stage1Output(masks, scores, region, boxes, detection)
-

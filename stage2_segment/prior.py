@@ -20,7 +20,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from convert.carpal_region import FOREARM, METACARPALS
+from convert.carpal_region import RULE_CLASSES
 from convert.classes import CARPAL_INDICES, CLASS_INDEX, CLASSES
 from plumbing.values import check_pair, check_range
 
@@ -30,7 +30,7 @@ from .geometry import Box, crop_padded
 PRESETS = {
     "none": (),
     "carpals": CARPAL_INDICES,
-    "neighbours": tuple(sorted(CARPAL_INDICES + METACARPALS + FOREARM)),  # the carpals and the bones around them
+    "neighbours": RULE_CLASSES,  # the carpals and the bones around them: metacarpals, radius, ulna
     "all": tuple(range(len(CLASSES))),
 }
 # the pairs whose labels overlap and that full-hand models confuse most (data-format.md, lessons.md)
