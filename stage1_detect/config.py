@@ -20,7 +20,7 @@ MODEL_NAME = re.compile(r"^(yolov8|yolo11)[nslmx]-seg$")
 class Stage1Config:
     model: str = "yolo11m-seg"
     conf: float = 0.01
-    region_conf: float = 0.05  # a detected carpal region at least this confident is the region (else the rule's
+    region_conf: float = 0.01  # a detected carpal region at least this confident is the region (else the rule's
     #                            chain); configs/stage1.yaml says why it is low
     region_grow: float = 1.0   # a detected region's side is multiplied by this (configs/stage1.yaml says why)
     region: RegionConfig = field(default_factory=RegionConfig)
