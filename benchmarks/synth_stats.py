@@ -4,7 +4,7 @@
 
 The set is written to a temporary folder (or --out) and read back through convert.dataset, so what is
 measured is what a user would load. Areas and coordinates are scaled to a 2048 x 2048 image, the size of the
-real data, so the figures compare directly with docs/data-format.md.
+real data, so the figures compare directly with the data description's (docs/earlier-work.md).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from convert.masks import class_masks  # noqa: E402
 from convert.wrist_pose import is_bent  # noqa: E402
 from synthetic_hands import REF_SIZE, generate, load_synth_config  # noqa: E402
 
-# Figures of the real training set (docs/data-format.md).
+# Figures of the real training set, from the dataset's data description (docs/earlier-work.md).
 REAL = {
     "finger-16 area": "~3,900", "Pisiform area": "~4,300", "Radius area": "~75,000",
     "Triquetrum/Pisiform IoU": "0.45 (overlap in 799/800)", "Trapezium/Trapezoid IoU": "0.19 (overlap in 800/800)",

@@ -1,6 +1,6 @@
 """Wrist pose read from the labels: is the hand turned against the forearm?
 
-Bent wrists were 11% of the real training images but 58% of the test images (docs: lessons.md), so a score
+Bent wrists were 11% of the real training images but 58% of the test images (docs/earlier-work.md), so a score
 averaged over held-out images mostly measures straight wrists. Scoring each pose apart, and mixing the two at
 the test set's share, estimates what the test will see.
 """
@@ -12,7 +12,7 @@ import numpy as np
 from .classes import CLASS_INDEX
 
 BENT_DEGREES = 10.0      # hand axis (middle metacarpal) vs forearm axis (radius) beyond this: a bent wrist
-TEST_BENT_SHARE = 0.58   # share of bent wrists in the real test set (lessons.md)
+TEST_BENT_SHARE = 0.58   # share of bent wrists in the real test set (docs/earlier-work.md)
 TRAIN_BENT_SHARE = 0.11  # and in the real training set
 HAND_AXIS, FOREARM_AXIS = CLASS_INDEX["finger-11"], CLASS_INDEX["Radius"]
 

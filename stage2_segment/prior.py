@@ -33,7 +33,7 @@ PRESETS = {
     "neighbours": RULE_CLASSES,  # the carpals and the bones around them: metacarpals, radius, ulna
     "all": tuple(range(len(CLASSES))),
 }
-# the pairs whose labels overlap and that full-hand models confuse most (data-format.md, lessons.md)
+# the pairs whose labels overlap and that full-hand models confuse most (docs/earlier-work.md)
 SWAP_PAIRS = ((CLASS_INDEX["Trapezium"], CLASS_INDEX["Trapezoid"]), (CLASS_INDEX["Triquetrum"], CLASS_INDEX["Pisiform"]))
 
 
