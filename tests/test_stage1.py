@@ -87,8 +87,11 @@ def test_bad_data_and_settings_are_one_line_errors(tmp_path, synth_root):
     (tmp_path / "data.yaml").write_text("path: /x\ntrain: a\nval: b\nnames: {0: cat}\n")
     with pytest.raises(DataError, match="has 1 class names, expected the 29"):
         check_yolo_data(tmp_path)
-    with pytest.raises(CascadeError, match="not a stage 1 key"):
+    with pytest.raises(CascadeError, match="not a stage 1 key.* \\(did you mean 'epochs'\\?\\)$"):
         load_stage1_config(None, ["epochz=3"])
+    (tmp_path / "stage1.yaml").write_text("ultralytics:\n  imgs: 64\n")
+    with pytest.raises(DataError, match="unknown ultralytics argument\\(s\\) imgs \\(did you mean 'imgsz'\\?\\)$"):
+        load_stage1_config(tmp_path / "stage1.yaml")
     with pytest.raises(CascadeError, match="weights file not found"):
         resolve_model("missing.pt")
     with pytest.raises(CascadeError, match="sizes n s m l x"):
