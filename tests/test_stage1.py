@@ -19,7 +19,8 @@ from convert.yolo import convert_to_yolo
 from plumbing.errors import CascadeError, DataError
 from stage1_detect.config import load_stage1_config, resolve_model
 from stage1_detect.predict import Stage1Model
-from stage1_detect.train import _amp_check_without_download, check_yolo_data
+from stage1_detect.train import check_yolo_data
+from stage1_detect.ultralytics_offline import amp_check_without_download
 
 
 def test_training_writes_weights_that_carry_the_region_rule(stage1_run):
@@ -226,7 +227,7 @@ def test_amp_check_on_an_accelerator_does_not_reach_for_the_network_offline(monk
     accelerator_model = torch.nn.Linear(1, 1, device="meta")  # neither CPU nor MPS: ultralytics runs its check
     assert engine.check_amp(accelerator_model) and attempts  # ultralytics alone tries to download its weights
     attempts.clear()
-    _amp_check_without_download(None)  # the callback train_stage1 registers
+    amp_check_without_download(None)  # the callback train_stage1 registers
     assert engine.check_amp(accelerator_model) and not attempts  # AMP kept, as ultralytics does offline
     assert not engine.check_amp(torch.nn.Linear(1, 1))  # its own rules still apply: no AMP on the CPU
 
