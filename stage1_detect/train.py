@@ -167,7 +167,7 @@ def check_settings(cfg: Stage1Config) -> str:
     return model_file
 
 
-def region_rule_of(yaml_path: Path) -> dict | None:
+def exported_region_rule(yaml_path: Path) -> dict | None:
     """The region rule a converted set's class-29 lines follow (its `cascade_region:`); None: no region class."""
     doc = yaml.safe_load(yaml_path.read_text()) or {}
     names = doc.get("names")
@@ -179,7 +179,7 @@ def train_stage1(data: str | Path, cfg: Stage1Config) -> Stage1Run:
     """Train; the weights carry our config, the region prior measured on the training labels and, when the set
     has the region class, the rule its boxes follow (the detected box holds that rule's margin)."""
     yaml_path = check_yolo_data(data)
-    exported = region_rule_of(yaml_path)
+    exported = exported_region_rule(yaml_path)
     model_file = check_settings(cfg)
     args = dict(cfg.ultralytics)
     prior = fit_region_prior(_label_masks(yaml_path), cfg.region)  # before training: a bad label fails at once

@@ -1,4 +1,3 @@
-import re
 from dataclasses import dataclass, field
 
 import pytest
@@ -40,9 +39,10 @@ def test_unknown_keys_and_bad_overrides_are_named(tmp_path):
 
 def test_an_unknown_key_suggests_the_key_it_misspells(tmp_path):
     path = tmp_path / "c.yaml"
-    path.write_text("epoch: 5\ninner:\n  nois: 1\n")
-    with pytest.raises(DataError, match=rf"^{re.escape(str(path))}: unknown key epoch \(did you mean 'epochs'\?\) for Outer$"):
+    path.write_text("epoch: 5\n")
+    with pytest.raises(DataError) as err:
         load_config(Outer, path)
+    assert str(err.value) == f"{path}: unknown key epoch (did you mean 'epochs'?) for Outer"
     with pytest.raises(DataError, match=r"unknown key inner\.nois \(did you mean 'inner\.noise'\?\) for Inner$"):
         load_config(Outer, None, ["inner.nois=1"])
     # a key like none of them: the section's keys are listed instead
