@@ -44,7 +44,7 @@ import sys
 from pathlib import Path
 from cascade.evaluate import held_out
 from cascade.fullhand import predict_whole_images
-from convert.submission import list_images
+from convert.images import list_images
 data, folds, base, out, device = sys.argv[1:]
 held = held_out(Path(data) / "train", folds, 0)
 predict_whole_images(base, [i.image for i in held], Path(out) / "heldout.csv", device)

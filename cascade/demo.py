@@ -12,7 +12,7 @@ import torch
 from configs import CONFIG_DIR, load_config
 from convert.check import check_dataset
 from convert.folds import FOLDS_FILE
-from convert.submission import list_images
+from convert.images import list_images
 from convert.wrist_pose import TEST_BENT_SHARE, TRAIN_BENT_SHARE
 from convert.yolo import convert_to_yolo
 from plumbing.errors import CascadeError, DataError

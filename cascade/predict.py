@@ -14,8 +14,8 @@ from convert import rle
 from convert.base_submission import UNBOUNDED_HW, BaseSubmission
 from convert.carpal_region import describe_sources
 from convert.classes import NUM_CLASSES
-from convert.images import AS_STORED, read_hw, read_image_oriented
-from convert.submission import encode_masks, list_images, validate_submission, write_submission
+from convert.images import AS_STORED, list_images, read_hw, read_image_oriented
+from convert.submission import encode_masks, validate_submission, write_submission
 from plumbing.atomic import check_output
 from plumbing.errors import CascadeError, DataError, Problem
 from plumbing.parallel import bounded_map

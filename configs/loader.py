@@ -14,7 +14,7 @@ from typing import Any, Sequence, TypeVar
 import yaml
 
 from plumbing.errors import CascadeError, DataError
-from plumbing.values import shorten
+from plumbing.values import did_you_mean, shorten
 
 T = TypeVar("T")
 
@@ -164,64 +164,93 @@ def _count_nodes(value: Any, sizes: dict, active: set) -> int:
 def _check(value: Any, hint: Any, key: str, where: str) -> Any:
     """value checked against the type hint and converted (int -> float, numeric string -> float, list -> tuple,
     mapping -> nested dataclass); raises _Mismatch naming the innermost dotted key that is wrong."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    origin = typing.get_origin(hint)
     if hint is Any:
         return value
     if dataclasses.is_dataclass(hint):
         return build(hint, {} if value is None else value, where, f"{key}.")  # an empty section: the defaults
     if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        arms = [a for a in args if a is not type(None)]
-        if len(arms) == 1:  # X | None: X's own message, which names the innermost key
-            try:
-                return _check(value, arms[0], key, where)
-            except _Mismatch as exc:
-                raise (_Mismatch(key, value, hint) if exc.key == key else exc) from None
-        for arm in arms:
-            try:
-                return _check(value, arm, key, where)
-            except _Mismatch:
-                pass
-        raise _Mismatch(key, value, hint)
-    if hint is bool:
-        if isinstance(value, bool):
-            return value
-    elif hint is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif hint is float:
-        if isinstance(value, (int, float, str)) and not isinstance(value, bool):
-            try:
-                number = float(value)  # a string too: YAML reads `1e-3` (no dot) as one
-            except (ValueError, OverflowError):
-                number = math.nan
-            if math.isfinite(number):
-                return number
-    elif hint is str:
-        if isinstance(value, str):
-            return value
-    elif hint in (list, tuple) or origin in (list, tuple):
-        if isinstance(value, (list, tuple)):
-            if not args:
-                items = list(value)
-            elif origin is list or args[-1] is Ellipsis:  # any length
-                items = [_check(v, args[0], f"{key}[{i}]", where) for i, v in enumerate(value)]
-            elif len(args) == len(value):
-                items = [_check(v, a, f"{key}[{i}]", where) for i, (v, a) in enumerate(zip(value, args))]
-            else:
-                raise _Mismatch(key, value, hint)
-            return items if list in (hint, origin) else tuple(items)
-    elif hint is dict or origin is dict:
-        if value is None:  # `class_thresholds:` with nothing after it
-            return {}
-        if isinstance(value, dict):
-            if not args:
-                return dict(value)
-            return {_check(k, args[0], key, where): _check(v, args[1], f"{key}.{k}", where) for k, v in value.items()}
-    else:
-        return value  # a hint this checker does not know: left to the dataclass
+        return _check_union(value, hint, key, where)
+    if hint in (bool, int, float, str):
+        return _check_scalar(value, hint, key)
+    if hint in (list, tuple) or origin in (list, tuple):
+        return _check_sequence(value, hint, key, where)
+    if hint is dict or origin is dict:
+        return _check_mapping(value, hint, key, where)
+    return value  # a hint this checker does not know: left to the dataclass
+
+
+def _check_union(value: Any, hint: Any, key: str, where: str) -> Any:
+    """The first arm of X | Y | None that takes the value."""
+    args = typing.get_args(hint)
+    if value is None and type(None) in args:
+        return None
+    arms = [a for a in args if a is not type(None)]
+    if len(arms) == 1:  # X | None: X's own message, which names the innermost key
+        try:
+            return _check(value, arms[0], key, where)
+        except _Mismatch as exc:
+            raise (_Mismatch(key, value, hint) if exc.key == key else exc) from None
+    for arm in arms:
+        try:
+            return _check(value, arm, key, where)
+        except _Mismatch:
+            pass
     raise _Mismatch(key, value, hint)
+
+
+def _check_scalar(value: Any, hint: type, key: str) -> Any:
+    """A bool, int, float or str; a bool is never taken for a number."""
+    if hint is bool and isinstance(value, bool):
+        return value
+    if hint is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if hint is str and isinstance(value, str):
+        return value
+    if hint is float:
+        number = _finite_number(value)
+        if number is not None:
+            return number
+    raise _Mismatch(key, value, hint)
+
+
+def _finite_number(value: Any) -> float | None:
+    """value as a finite float, a string too (YAML reads `1e-3`, having no dot, as one); else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return None
+    try:
+        number = float(value)
+    except (ValueError, OverflowError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _check_sequence(value: Any, hint: Any, key: str, where: str) -> list | tuple:
+    """A YAML list as list[X] (any length), tuple[X, ...] (any length) or tuple[X, Y] (exactly that many)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if not isinstance(value, (list, tuple)):
+        raise _Mismatch(key, value, hint)
+    if not args:
+        items = list(value)
+    elif origin is list or args[-1] is Ellipsis:  # any length
+        items = [_check(v, args[0], f"{key}[{i}]", where) for i, v in enumerate(value)]
+    elif len(args) == len(value):
+        items = [_check(v, a, f"{key}[{i}]", where) for i, (v, a) in enumerate(zip(value, args))]
+    else:
+        raise _Mismatch(key, value, hint)
+    return items if list in (hint, origin) else tuple(items)
+
+
+def _check_mapping(value: Any, hint: Any, key: str, where: str) -> dict:
+    """A YAML mapping as dict[K, V], each key and value checked."""
+    args = typing.get_args(hint)
+    if value is None:  # `class_thresholds:` with nothing after it
+        return {}
+    if not isinstance(value, dict):
+        raise _Mismatch(key, value, hint)
+    if not args:
+        return dict(value)
+    return {_check(k, args[0], key, where): _check(v, args[1], f"{key}.{k}", where) for k, v in value.items()}
 
 
 def build(cls: type[T], doc: dict, where: str, _prefix: str = "") -> T:
@@ -235,8 +264,7 @@ def build(cls: type[T], doc: dict, where: str, _prefix: str = "") -> T:
     names = {f.name for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(str(k) for k in doc if k not in names)
     if unknown:
-        raise DataError(where, f"unknown key(s) {', '.join(_prefix + k for k in unknown)} for {cls.__name__} "
-                               f"(known: {', '.join(sorted(names))})")
+        raise DataError(where, _unknown_keys(unknown, names, _prefix, cls.__name__))
     kwargs = {}
     for name, value in doc.items():
         try:
@@ -247,6 +275,15 @@ def build(cls: type[T], doc: dict, where: str, _prefix: str = "") -> T:
         return cls(**kwargs)
     except (TypeError, ValueError) as exc:
         raise DataError(where, f"{_prefix}{exc}") from None
+
+
+def _unknown_keys(unknown: list[str], names: set[str], prefix: str, section: str) -> str:
+    """The complaint about keys a section lacks: each with the key it most likely misspells; the section's keys
+    listed only where some unknown key resembles none of them."""
+    guesses = [did_you_mean(key, names, prefix) for key in unknown]
+    shown = ", ".join(prefix + key + guess for key, guess in zip(unknown, guesses))
+    known = "" if all(guesses) else f" (known: {', '.join(sorted(names))})"
+    return f"unknown key{'s' if len(unknown) > 1 else ''} {shown} for {section}{known}"
 
 
 def load_config(cls: type[T], path: str | Path | None = None, overrides: Sequence[str] | dict = ()) -> T:

@@ -1,7 +1,7 @@
 """The data contract every stage shares: what the dataset is, how it is read and checked, and what is handed in.
 
     classes        the 29 classes, their order, the carpals       dataset   reading and validating a labelled folder
-    images         reading any PNG / JPEG radiograph              check     everything wrong with a folder, up front
+    images         listing and reading PNG / JPEG radiographs     check     everything wrong with a folder, up front
     masks          polygons -> per-class masks (overlaps kept)    folds     patient-grouped folds
     yolo           the YOLO-seg export (`cascade convert`)        rle       run-length encoding of the submission
     submission     reading, checking and merging submission CSVs

@@ -211,11 +211,11 @@ def parse_annotation(path: str | Path, hw: tuple[int, int], require_all: bool = 
     problems: list[Problem] = []
     named: dict[int, int] = {}  # class -> its first annotation, valid or not
     for i, ann in enumerate(annotations):
-        cls, tag, why = _class_of(ann, i, named)
+        cls, tag, why = _annotation_class(ann, i, named)
         if why:
             problems.append(Problem(where, why))
             continue
-        points, past, why = _polygon_of(ann.get("points"), hw, allowed)
+        points, past, why = _polygon_on_image(ann.get("points"), hw, allowed)
         if past and clips is not None:
             clips.append(Clip(where, tag, round(past, 2), round(allowed, 2)))
         if why:
@@ -252,7 +252,7 @@ def _annotation_list(path: Path) -> tuple[list, str | None]:
     return annotations, None
 
 
-def _class_of(ann, i: int, named: dict[int, int]) -> tuple[int | None, str | None, str | None]:
+def _annotation_class(ann, i: int, named: dict[int, int]) -> tuple[int | None, str | None, str | None]:
     """(class, the annotation's name in messages, None), or why annotation i names no class of its own.
     A known class's first annotation is recorded in named."""
     if not isinstance(ann, dict):
@@ -274,7 +274,7 @@ def _class_of(ann, i: int, named: dict[int, int]) -> tuple[int | None, str | Non
     return cls, tag, None
 
 
-def _polygon_of(value, hw: tuple[int, int], allowed: float) -> tuple[np.ndarray | None, float, str | None]:
+def _polygon_on_image(value, hw: tuple[int, int], allowed: float) -> tuple[np.ndarray | None, float, str | None]:
     """(integer points as drawn, pixels past the edge when within `allowed` else 0, None), or why the
     annotation's "points" make no polygon on the image."""
     h, w = hw

@@ -68,6 +68,23 @@ def is_image_file(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES and (path.is_file() or is_broken_link(path))
 
 
+def list_images(folder: str | Path) -> list[Path]:
+    """Test images directly in folder or in patient sub-folders, sorted by name; names must be unique (a
+    submission names an image by its file name only)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(folder, "is a file; expected the folder of test images" if folder.exists()
+                        else "image folder not found")
+    paths = sorted((p for p in folder.rglob("*") if is_image_file(p)),  # a broken link too: reported when read
+                   key=lambda p: p.name)
+    if not paths:
+        raise DataError(folder, "no images found (PNG or JPEG, directly or in sub-folders)")
+    for a, b in zip(paths, paths[1:]):
+        if a.name == b.name:
+            raise DataError(b, f"same file name as {a}; the submission identifies images by name only")
+    return paths
+
+
 def orientation_summary(paths: list[str]) -> str | None:
     """One line for the images read as stored although an EXIF tag asks to turn them, or None."""
     if not paths:

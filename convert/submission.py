@@ -16,7 +16,7 @@ from . import rle
 from plumbing.atomic import atomic_path, check_output
 from .classes import CLASSES, NUM_CLASSES
 from plumbing.errors import DataError
-from .images import is_image_file, read_image
+from .images import list_images, read_image
 
 HEADER = ("image_name", "class", "rle")
 
@@ -112,23 +112,6 @@ class SubmissionReport:
     @property
     def ok(self) -> bool:
         return not self.problems
-
-
-def list_images(folder: str | Path) -> list[Path]:
-    """Test images directly in folder or in patient sub-folders, sorted by name; names must be unique (the CSV
-    keeps names only)."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise DataError(folder, "is a file; expected the folder of test images" if folder.exists()
-                        else "image folder not found")
-    paths = sorted((p for p in folder.rglob("*") if is_image_file(p)),  # a broken link too: reported when read
-                   key=lambda p: p.name)
-    if not paths:
-        raise DataError(folder, "no images found (PNG or JPEG, directly or in sub-folders)")
-    for a, b in zip(paths, paths[1:]):
-        if a.name == b.name:
-            raise DataError(b, f"same file name as {a}; the submission identifies images by name only")
-    return paths
 
 
 def image_sizes(folder: str | Path) -> dict[str, tuple[int, int]]:

@@ -6,8 +6,9 @@ needs: configs.build then prefixes the section (`augment.rotate: ...`) and names
 
 from __future__ import annotations
 
+import difflib
 import math
-from typing import Sequence
+from typing import Iterable, Sequence
 
 
 MAX_EPOCHS = 100_000  # an epoch count past this is a typo (1e9), not a schedule, for either stage
@@ -16,6 +17,13 @@ MAX_EPOCHS = 100_000  # an epoch count past this is a typo (1e9), not a schedule
 def shorten(text: str, limit: int = 60) -> str:
     """text cut to at most limit characters, ending in '...' where it was cut."""
     return text if len(text) <= limit else text[:max(limit - 3, 0)] + "..."
+
+
+def did_you_mean(word: str, choices: Iterable[str], prefix: str = "") -> str:
+    """` (did you mean 'x'?)` naming the choice that word most likely misspells (difflib's closest, at least 60%
+    alike; prefix written before it, e.g. a dotted section), or "" when none is close."""
+    matches = difflib.get_close_matches(word, sorted(choices), n=1)
+    return f" (did you mean {prefix + matches[0]!r}?)" if matches else ""
 
 
 def check_range(key: str, value: float, lo: float = -math.inf, hi: float = math.inf, *, lo_open: bool = False,

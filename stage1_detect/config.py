@@ -10,7 +10,7 @@ from typing import Any, Sequence
 from configs import CONFIG_DIR, load_config, parse_overrides
 from convert.carpal_region import RegionConfig
 from plumbing.errors import CascadeError, DataError
-from plumbing.values import check_range
+from plumbing.values import check_range, did_you_mean
 
 OWN_KEYS = ("model", "conf", "region_conf", "region_grow", "region")
 MODEL_NAME = re.compile(r"^(yolov8|yolo11)[nslmx]-seg$")
@@ -46,13 +46,14 @@ def load_stage1_config(path: str | Path | None = None, overrides: Sequence[str] 
         elif key in DEFAULT_CFG_DICT:
             routed[f"ultralytics.{key}"] = value
         else:
-            raise CascadeError(f"unknown setting {key!r}: not a stage 1 key ({', '.join(OWN_KEYS)}) "
-                               "nor an ultralytics training argument")
+            raise CascadeError(f"unknown setting {key!r}: not a stage 1 key ({', '.join(OWN_KEYS)}) nor an "
+                               f"ultralytics training argument{did_you_mean(key, [*OWN_KEYS, *DEFAULT_CFG_DICT])}")
     path = path or CONFIG_DIR / "stage1.yaml"
     cfg = load_config(Stage1Config, path, routed)
     unknown = sorted(set(cfg.ultralytics) - set(DEFAULT_CFG_DICT))
     if unknown:
-        raise DataError(path, f"unknown ultralytics argument(s) {', '.join(unknown)}")
+        shown = ", ".join(key + did_you_mean(key, DEFAULT_CFG_DICT) for key in unknown)
+        raise DataError(path, f"unknown ultralytics argument(s) {shown}")
     for ours in ("data", "model", "task", "mode"):
         if ours in cfg.ultralytics:
             raise DataError(path, f"ultralytics.{ours}: set by cascade, not under `ultralytics:`")

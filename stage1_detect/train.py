@@ -19,7 +19,6 @@ from convert.classes import CLASSES, REGION_CLASS, REGION_CLASS_ID
 from convert.images import IMAGE_SUFFIXES
 from convert.masks import class_masks
 from convert.yolo import REGION_KEY
-from plumbing import offline
 from plumbing.errors import DataError
 from plumbing.run_lock import run_lock
 from plumbing.values import MAX_EPOCHS
@@ -28,6 +27,7 @@ from plumbing.terminal import is_terminal
 from .config import Stage1Config, resolve_model
 from .threads import all_threads_while_training, threads_kept
 from .safe_load import check_stage1_file
+from .ultralytics_offline import amp_check_without_download, font_without_download
 from .weights import embed_meta
 
 PRIOR_SIDE = 256  # label polygons are rasterised this small to measure the region prior: a box needs no detail
@@ -136,25 +136,6 @@ def check_ultralytics_args(args: dict, where: str) -> None:
         raise DataError(where, f"device {device!r}: no CUDA GPU here (use device=cpu)")
 
 
-def _amp_check_without_download(trainer) -> None:
-    """on_pretrain_routine_start callback (it also runs in each DDP worker): ultralytics checks AMP on a GPU by
-    loading yolo26n.pt, downloading it if missing, and even offline it tries that download once, which stalls
-    where a firewall drops packets. Offline, make the check's downloads fail at once: ultralytics then keeps
-    AMP on, as after any failed download; its other rules (no AMP on CPU, on GPUs known to fail) still apply."""
-    import ultralytics.engine.trainer as engine
-
-    if not offline.is_offline() or getattr(engine.check_amp, "without_download", False):
-        return
-    real_check = engine.check_amp
-
-    def check_amp(model) -> bool:
-        with offline.no_downloads():
-            return real_check(model)
-
-    check_amp.without_download = True
-    engine.check_amp = check_amp
-
-
 @contextlib.contextmanager
 def bars_for(stream):
     """ultralytics redraws its progress bars with carriage returns and ANSI erase codes, a frame per batch. Off
@@ -186,7 +167,7 @@ def check_settings(cfg: Stage1Config) -> str:
     return model_file
 
 
-def region_rule_of(yaml_path: Path) -> dict | None:
+def exported_region_rule(yaml_path: Path) -> dict | None:
     """The region rule a converted set's class-29 lines follow (its `cascade_region:`); None: no region class."""
     doc = yaml.safe_load(yaml_path.read_text()) or {}
     names = doc.get("names")
@@ -198,11 +179,11 @@ def train_stage1(data: str | Path, cfg: Stage1Config) -> Stage1Run:
     """Train; the weights carry our config, the region prior measured on the training labels and, when the set
     has the region class, the rule its boxes follow (the detected box holds that rule's margin)."""
     yaml_path = check_yolo_data(data)
-    exported = region_rule_of(yaml_path)
+    exported = exported_region_rule(yaml_path)
     model_file = check_settings(cfg)
     args = dict(cfg.ultralytics)
     prior = fit_region_prior(_label_masks(yaml_path), cfg.region)  # before training: a bad label fails at once
-    offline.ensure_font()
+    font_without_download()
     from ultralytics import YOLO
 
     try:
@@ -210,7 +191,7 @@ def train_stage1(data: str | Path, cfg: Stage1Config) -> Stage1Run:
     except Exception as exc:  # ultralytics raises many types for a file that is not its model
         reason = " ".join(str(exc).split())[:160] or type(exc).__name__
         raise DataError(model_file, f"not a loadable YOLO model ({reason})") from None
-    model.add_callback("on_pretrain_routine_start", _amp_check_without_download)
+    model.add_callback("on_pretrain_routine_start", amp_check_without_download)
     if args.get("project"):  # ultralytics puts a relative project under its own settings' runs_dir, not here
         args["project"] = str(Path(args["project"]).resolve())
     # one writer per run folder (ultralytics would share project/name between two runs with exist_ok)

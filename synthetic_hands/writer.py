@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import cv2
 import numpy as np
@@ -84,6 +85,16 @@ def _bent_flags(seed: int, split: str, images: int, share: float | None) -> list
     return [i in bent for i in range(images)]
 
 
+class _Job(NamedTuple):
+    """One image to write: its split, patient number, hand (0 right, 1 left), file stem and pose."""
+    split: str
+    number: int
+    hand: int
+    stem: str
+    left: bool
+    bent: bool | None
+
+
 def generate(out: str | Path, patients: int, test_patients: int = 0, size: int = 512, seed: int = 0,
              cfg: SynthConfig | None = None, progress: Callable[[int, int], None] | None = None,
              workers: int | None = None, overwrite: bool = False, bent_share: float | None = None,
@@ -96,6 +107,22 @@ def generate(out: str | Path, patients: int, test_patients: int = 0, size: int =
     submission (`cascade evaluate --submission ... --data out/test --labels out/test_labels`). Same arguments
     -> byte-identical files, whatever the number of workers. The files are written into a sibling folder that
     replaces `out` only when complete; an `out` that is not empty is refused unless overwrite."""
+    _check_arguments(patients, test_patients, seed, size, bent_share, test_bent_share)
+    cfg = cfg or load_synth_config()
+    root, out = Path(out), Path(out).resolve()  # resolved: "." has no name and no sibling
+    _check_output_folder(out, overwrite)
+    jobs = _jobs(seed, patients, test_patients, bent_share, test_bent_share)
+    write_image = functools.partial(_write_image, out=out, seed=seed, size=size, cfg=cfg, test_labels=test_labels)
+    counts = _write_then_publish(out, jobs, write_image, workers or os.cpu_count() or 1, progress)
+    return {"root": str(root), "train": str(root / "train"), "test": str(root / "test"),
+            "test_labels": str(root / TEST_LABEL_DIR) if test_labels and test_patients else None, "size": size,
+            "seed": seed, "patients": patients, "test_patients": test_patients,
+            "train_images": counts["train"], "test_images": counts["test"]}
+
+
+def _check_arguments(patients: int, test_patients: int, seed: int, size: int, bent_share: float | None,
+                     test_bent_share: float | None) -> None:
+    """generate's numbers within their ranges, else a one-line error naming the argument."""
     try:
         for key, value in (("patients", patients), ("test_patients", test_patients), ("seed", seed)):
             check_range(key, value, 0)
@@ -105,13 +132,19 @@ def generate(out: str | Path, patients: int, test_patients: int = 0, size: int =
                 check_range(key, value, 0, 1)
     except ValueError as exc:
         raise CascadeError(str(exc)) from None
-    cfg = cfg or load_synth_config()
-    root, out = Path(out), Path(out).resolve()  # resolved: "." has no name and no sibling
+
+
+def _check_output_folder(out: Path, overwrite: bool) -> None:
     if out.exists() and not out.is_dir():
         raise DataError(out, "exists and is not a folder")
     if out.exists() and any(out.iterdir()) and not overwrite:
         # adding to an existing set would mix sizes and seeds, and overwrite images of the same name
         raise DataError(out, "output folder exists and is not empty (choose a new or empty folder)")
+
+
+def _jobs(seed: int, patients: int, test_patients: int, bent_share: float | None,
+          test_bent_share: float | None) -> list[_Job]:
+    """Every image of the set, train patients first, each patient's right hand first."""
     bent = {"train": _bent_flags(seed, "train", 2 * patients, bent_share),
             "test": _bent_flags(seed, "test", 2 * test_patients, test_bent_share)}
     jobs = []
@@ -119,31 +152,39 @@ def generate(out: str | Path, patients: int, test_patients: int = 0, size: int =
         split = "train" if number <= patients else "test"
         first = 2 * (number - 1 if split == "train" else number - 1 - patients)  # the patient's first image
         stems = _image_stems(seed, number, suffixed=(split == "train" and number == 1))
-        jobs += [(split, number, hand, stem, left, bent[split][first + hand])
+        jobs += [_Job(split, number, hand, stem, left, bent[split][first + hand])
                  for hand, (stem, (_, left)) in enumerate(zip(stems, _HANDS))]
+    return jobs
 
-    def write_image(job) -> str:
-        split, number, hand, stem, left, bent_wrist = job
-        patient = f"ID{number:03d}"
-        rng = _rng(seed, number, _STREAM_IMAGE, hand)  # one stream per image: any order gives the same files
-        try:
-            polygons, film = place_hand(rng, size, left, cfg, bent=bent_wrist)
-        except CascadeError as exc:  # name the image; nothing is left in `out`
-            raise DataError(out / split / IMAGE_DIR / patient / f"{stem}.png", f"not generated ({exc}); "
-                                                                               f"nothing was written") from None
-        _write_png(tmp / split / IMAGE_DIR / patient / f"{stem}.png", render(polygons, size, rng, cfg, film))
-        if split == "train" or test_labels:
-            doc = _annotation_doc(polygons, stem, patient, rng)
-            labels = tmp / "train" / LABEL_DIR if split == "train" else tmp / TEST_LABEL_DIR
-            write_text(labels / patient / f"{stem}.json", json.dumps(doc))
-        return split
 
+def _write_image(job: _Job, tmp: Path, *, out: Path, seed: int, size: int, cfg: SynthConfig,
+                 test_labels: bool) -> str:
+    """One image (and its labels) under tmp; returns its split. A hand that cannot be placed is named by its
+    path in out."""
+    patient = f"ID{job.number:03d}"
+    rng = _rng(seed, job.number, _STREAM_IMAGE, job.hand)  # one stream per image: any order gives the same files
+    try:
+        polygons, film = place_hand(rng, size, job.left, cfg, bent=job.bent)
+    except CascadeError as exc:  # name the image; nothing is left in `out`
+        raise DataError(out / job.split / IMAGE_DIR / patient / f"{job.stem}.png", f"not generated ({exc}); "
+                                                                                   f"nothing was written") from None
+    _write_png(tmp / job.split / IMAGE_DIR / patient / f"{job.stem}.png", render(polygons, size, rng, cfg, film))
+    if job.split == "train" or test_labels:
+        doc = _annotation_doc(polygons, job.stem, patient, rng)
+        labels = tmp / "train" / LABEL_DIR if job.split == "train" else tmp / TEST_LABEL_DIR
+        write_text(labels / patient / f"{job.stem}.json", json.dumps(doc))
+    return job.split
+
+
+def _write_then_publish(out: Path, jobs: list[_Job], write_image: Callable[[_Job, Path], str], workers: int,
+                        progress: Callable[[int, int], None] | None) -> dict[str, int]:
+    """Every job written into a sibling folder of out, which then takes out's place; the images per split."""
     counts = {"train": 0, "test": 0}
     tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:  # bounded_map waits for its threads before an error leaves it: none writes into tmp after the rmtree
-        for done, split in enumerate(bounded_map(write_image, jobs, workers or os.cpu_count() or 1), 1):
+        for done, split in enumerate(bounded_map(lambda job: write_image(job, tmp), jobs, workers), 1):
             counts[split] += 1
             if progress is not None:
                 progress(done, len(jobs))
@@ -154,7 +195,4 @@ def generate(out: str | Path, patients: int, test_patients: int = 0, size: int =
             replace_dir(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return {"root": str(root), "train": str(root / "train"), "test": str(root / "test"),
-            "test_labels": str(root / TEST_LABEL_DIR) if test_labels and test_patients else None, "size": size,
-            "seed": seed, "patients": patients, "test_patients": test_patients,
-            "train_images": counts["train"], "test_images": counts["test"]}
+    return counts

@@ -8,7 +8,7 @@ from click.testing import CliRunner
 
 from cascade.cli import main
 from convert.check import check_dataset
-from convert.submission import list_images
+from convert.images import list_images
 
 
 def test_check_data_and_convert_name_a_broken_image_link(train_copy, tmp_path):

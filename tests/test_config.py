@@ -36,6 +36,20 @@ def test_unknown_keys_and_bad_overrides_are_named(tmp_path):
         load_config(Outer, tmp_path / "none.yaml")
 
 
+
+def test_an_unknown_key_suggests_the_key_it_misspells(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("epoch: 5\n")
+    with pytest.raises(DataError) as err:
+        load_config(Outer, path)
+    assert str(err.value) == f"{path}: unknown key epoch (did you mean 'epochs'?) for Outer"
+    with pytest.raises(DataError, match=r"unknown key inner\.nois \(did you mean 'inner\.noise'\?\) for Inner$"):
+        load_config(Outer, None, ["inner.nois=1"])
+    # a key like none of them: the section's keys are listed instead
+    with pytest.raises(DataError, match=r"unknown keys epoch \(did you mean 'epochs'\?\), zzz for Outer "
+                                        r"\(known: epochs, inner, name\)$"):
+        load_config(Outer, None, ["epoch=1", "zzz=2"])
+
 @dataclass
 class Typed:
     count: int = 1

@@ -19,7 +19,8 @@ from convert.yolo import convert_to_yolo
 from plumbing.errors import CascadeError, DataError
 from stage1_detect.config import load_stage1_config, resolve_model
 from stage1_detect.predict import Stage1Model
-from stage1_detect.train import _amp_check_without_download, check_yolo_data
+from stage1_detect.train import check_yolo_data
+from stage1_detect.ultralytics_offline import amp_check_without_download
 
 
 def test_training_writes_weights_that_carry_the_region_rule(stage1_run):
@@ -87,8 +88,11 @@ def test_bad_data_and_settings_are_one_line_errors(tmp_path, synth_root):
     (tmp_path / "data.yaml").write_text("path: /x\ntrain: a\nval: b\nnames: {0: cat}\n")
     with pytest.raises(DataError, match="has 1 class names, expected the 29"):
         check_yolo_data(tmp_path)
-    with pytest.raises(CascadeError, match="not a stage 1 key"):
+    with pytest.raises(CascadeError, match="not a stage 1 key.* \\(did you mean 'epochs'\\?\\)$"):
         load_stage1_config(None, ["epochz=3"])
+    (tmp_path / "stage1.yaml").write_text("ultralytics:\n  imgs: 64\n")
+    with pytest.raises(DataError, match="unknown ultralytics argument\\(s\\) imgs \\(did you mean 'imgsz'\\?\\)$"):
+        load_stage1_config(tmp_path / "stage1.yaml")
     with pytest.raises(CascadeError, match="weights file not found"):
         resolve_model("missing.pt")
     with pytest.raises(CascadeError, match="sizes n s m l x"):
@@ -223,7 +227,7 @@ def test_amp_check_on_an_accelerator_does_not_reach_for_the_network_offline(monk
     accelerator_model = torch.nn.Linear(1, 1, device="meta")  # neither CPU nor MPS: ultralytics runs its check
     assert engine.check_amp(accelerator_model) and attempts  # ultralytics alone tries to download its weights
     attempts.clear()
-    _amp_check_without_download(None)  # the callback train_stage1 registers
+    amp_check_without_download(None)  # the callback train_stage1 registers
     assert engine.check_amp(accelerator_model) and not attempts  # AMP kept, as ultralytics does offline
     assert not engine.check_amp(torch.nn.Linear(1, 1))  # its own rules still apply: no AMP on the CPU
 

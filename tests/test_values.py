@@ -4,7 +4,7 @@ import pytest
 
 from configs import CONFIG_DIR
 from plumbing.errors import DataError
-from plumbing.values import check_pair, check_range, shorten
+from plumbing.values import check_pair, check_range, did_you_mean, shorten
 
 
 @pytest.mark.parametrize("bounds, value, need", [
@@ -64,3 +64,9 @@ def test_every_config_reports_a_range_the_same_way_naming_file_and_dotted_key(lo
         load(None, [override])
     assert str(CONFIG_DIR) in err.value.path
     assert err.value.reason.startswith(message)
+
+
+def test_a_misspelt_key_is_matched_to_the_one_it_resembles_and_only_then():
+    assert did_you_mean("epoch", ["lr", "epochs", "seed"]) == " (did you mean 'epochs'?)"
+    assert did_you_mean("flipp", ["hflip", "rotate"], prefix="augment.") == " (did you mean 'augment.hflip'?)"
+    assert did_you_mean("nonsense", ["lr", "epochs", "seed"]) == ""
