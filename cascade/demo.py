@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
@@ -231,15 +231,15 @@ def _baseline_submissions(demo: _Demo, fullhand: Path) -> tuple[list, Path, Path
 
 def _evaluate(demo: _Demo, stage1: Path, stage2: Path, base_held: Path) -> dict[str, Path]:
     """Both cascades (over stage 1, over the baseline) on the held-out patients; the report's paths."""
-    from .evaluate import evaluate_cascade
-    from .report import write_report
+    from .evaluate import Evaluation, evaluate_cascade
+    from .scores import join_over_base
 
     data, fold = demo.data / "train", demo.cfg.fold
     over_stage1, _ = evaluate_cascade(data, demo.folds_file, fold, stage1, stage2, device=demo.device)
     over_base, plan = evaluate_cascade(data, demo.folds_file, fold, None, stage2, device=demo.device,
                                        base=base_held)
-    scores = side_by_side(over_stage1, over_base)
-    paths = write_report(scores, demo.out / "evaluation", plan, title="Demo: held-out patients")
+    scores = join_over_base(over_stage1, over_base)
+    paths = Evaluation(scores, plan, TEST_BENT_SHARE).save(demo.out / "evaluation", title="Demo: held-out patients")
     demo.step(f"held-out Dice (native resolution): {_held_out_figures(scores)} -> {paths['markdown']}")
     return paths
 
@@ -271,6 +271,7 @@ def _score_test_set(demo: _Demo, submission: Path, base_test: Path) -> Path:
     """The demo's headline: the baseline's and the cascade's test submissions scored on the test labels, which no
     model and no paste choice saw, on a test set shifted to the real one's share of bent wrists."""
     from .evaluate import score_submissions
+    from .report import write_test_scores
 
     scores = score_submissions({"base": base_test, "cascade": submission}, demo.test_images.parent,
                                labels=demo.test_labels)
@@ -284,19 +285,6 @@ def _score_test_set(demo: _Demo, submission: Path, base_test: Path) -> Path:
     return out
 
 
-def write_test_scores(scores, out: Path) -> dict[str, Path]:
-    """dice.csv (class, base_dice, cascade_dice; then mean and carpal_mean) and pose.csv (rows base, cascade),
-    written as one folder that replaces the last run's whole."""
-    from plumbing.atomic import atomic_dir, write_text
-
-    from .report import table_csv
-
-    with atomic_dir(out) as tmp:
-        write_text(tmp / "dice.csv", table_csv(scores.table()))
-        write_text(tmp / "pose.csv", table_csv(scores.pose_table()))
-    return {"csv": out / "dice.csv", "pose": out / "pose.csv"}
-
-
 def _draw_overlays(demo: _Demo, held: list, stage1: Path, stage2: Path) -> None:
     from .pipeline import Cascade
     from .visualize import visualize_image
@@ -308,15 +296,3 @@ def _draw_overlays(demo: _Demo, held: list, stage1: Path, stage2: Path) -> None:
                                     model=model)
     demo.step(f"{len(overlays)} overlay pictures (prediction in colour, truth in white, region in yellow) in "
               f"{demo.overlays}")
-
-
-def side_by_side(over_stage1, over_base):
-    """One table of both evaluations of the same held-out images: stage 1 and the cascade over it, then the
-    base and the cascade over it (its columns renamed `cascade_over_base...`), with the region hit rate of both
-    region sources: stage 1's and the base's."""
-    if over_stage1.images != over_base.images:
-        raise CascadeError("the two evaluations scored different images")
-    renamed = {("base" if m == "base" else m.replace("cascade", "cascade_over_base", 1)): v
-               for m, v in over_base.dice.items()}
-    return replace(over_stage1, dice={**over_stage1.dice, **renamed}, regions_of="stage 1",
-                   more_regions={"base": (over_base.hits, over_base.sources)})
