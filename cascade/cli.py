@@ -327,14 +327,13 @@ def evaluate(out, **options):
     cascade improved) into OUT.
     """
     from cascade.evaluate import run_evaluation
-    from cascade.report import write_report
     from plumbing.run_lock import run_lock
 
     with run_lock(out, note=lambda text: click.echo(text, err=True)):  # one evaluate writes a report folder
         with Progress("evaluating") as progress:
             result = run_evaluation(out=out, progress=progress, **options)
         echo_warnings(result.scores.clips, result.scores.oriented)
-        paths = write_report(result.scores, out, result.plan, bent_share=result.bent_share)
+        paths = result.save(out)
     click.echo(paths["markdown"].read_text())
     click.echo("wrote " + ", ".join(str(p) for p in paths.values()))
 

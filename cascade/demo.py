@@ -5,11 +5,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 import torch
 
-from configs import CONFIG_DIR, load_config
+from configs import CONFIG_DIR, load_config, parse_overrides
 from convert.check import check_dataset
 from convert.folds import FOLDS_FILE
 from convert.images import list_images
@@ -17,11 +17,10 @@ from convert.wrist_pose import TEST_BENT_SHARE, TRAIN_BENT_SHARE
 from convert.yolo import convert_to_yolo
 from plumbing.errors import CascadeError, DataError
 from plumbing.values import check_range
-from synthetic_hands import MAX_SIZE, MIN_SIZE, TEST_LABEL_DIR, SynthConfig, generate, load_synth_config
+from synthetic_hands import MAX_SIZE, MIN_SIZE, TEST_LABEL_DIR, generate, load_synth_config
 
-if TYPE_CHECKING:
-    from stage1_detect.config import Stage1Config
-    from stage2_segment.config import Stage2Config
+from .report import write_test_scores
+from .scores import join_over_base
 
 
 @dataclass
@@ -72,37 +71,46 @@ def run_demo(out: str | Path, cfg: DemoConfig, echo: Callable[[str], None] = pri
     submissions -> evaluate both cascades (over stage 1, over the baseline) on held-out patients -> predict the
     test images over the baseline -> validate the submission -> score it and the baseline's on the test labels
     (which no earlier step reads) -> overlays."""
-    demo = _start(Path(out).resolve(), cfg, echo)
-    _generate_data(demo)
-    _check_data(demo)
-    yolo_set = _convert(demo)
-    stage1 = _train_stage1(demo, yolo_set)
-    stage2 = _train_stage2(demo)
-    fullhand = _train_fullhand(demo)
-    held, base_held, base_test = _baseline_submissions(demo, fullhand)
-    paths = _evaluate(demo, stage1, stage2, base_held)
-    submission = _predict_test_images(demo, stage2, paths.get("paste"), base_test)
-    test_scores = _score_test_set(demo, submission, base_test)
-    _draw_overlays(demo, held, stage1, stage2)
-    return {"data": demo.data, "stage1": stage1, "stage2": stage2, "fullhand": fullhand, "report": paths["markdown"],
-            "chart": paths["chart"], "submission": submission, "test_scores": test_scores,
-            "overlays": demo.overlays}
+    return Demo(Path(out).resolve(), cfg, echo).run()
 
 
-@dataclass
-class _Demo:
-    """What every step of one demo run reads: its folder, device and checked configs, and the step counter."""
-    out: Path
-    cfg: DemoConfig
-    device: str
-    folds_file: Path
-    s1_cfg: Stage1Config
-    s2_cfg: Stage2Config
-    base_cfg: Stage2Config
-    synth_cfg: SynthConfig
-    echo: Callable[[str], None]
-    started: float
-    done: int = 0
+class Demo:
+    """One demo run: its folder, device and checked configs; each step a method, in the order they run."""
+
+    def __init__(self, out: Path, cfg: DemoConfig, echo: Callable[[str], None]):
+        """Every config loaded (and so checked) first: a mistake fails in a second, not after training."""
+        from stage1_detect.train import check_settings as check_stage1
+        from stage2_segment.train import check_settings as check_stage2
+
+        self.out, self.cfg, self.echo = out, cfg, echo
+        self.device = cfg.device or ("cuda:0" if torch.cuda.is_available() else "cpu")
+        self.started, self.done = time.perf_counter(), 0
+        self.folds_file = out / "yolo" / FOLDS_FILE  # written by convert_to_yolo in convert()
+        self.s1_cfg = self._stage1_config()
+        # new data each run: stage 2 and the baseline start over too
+        self.s2_cfg = self._stage2_config(cfg.stage2_config, cfg.stage2_overrides, "stage2")
+        self.base_cfg = self._stage2_config(cfg.fullhand_config, cfg.fullhand_overrides, "fullhand")
+        self.synth_cfg = load_synth_config(None, cfg.synth_overrides)
+        check_stage1(self.s1_cfg)
+        check_stage2(self.s2_cfg)
+        check_stage2(self.base_cfg)
+
+    def run(self) -> dict[str, Path]:
+        self.claim_folder()
+        self.generate_data()
+        self.check_data()
+        yolo_set = self.convert()
+        stage1 = self.train_stage1(yolo_set)
+        stage2 = self.train_stage2()
+        fullhand = self.train_fullhand()
+        held, base_held, base_test = self.baseline_submissions(fullhand)
+        report = self.evaluate(stage1, stage2, base_held)
+        submission = self.predict_test_images(stage2, report.get("paste"), base_test)
+        test_scores = self.score_test_set(submission, base_test)
+        self.draw_overlays(held, stage1, stage2)
+        return {"data": self.data, "stage1": stage1, "stage2": stage2, "fullhand": fullhand,
+                "report": report["markdown"], "chart": report["chart"], "submission": submission,
+                "test_scores": test_scores, "overlays": self.overlays}
 
     @property
     def data(self) -> Path:
@@ -125,123 +133,151 @@ class _Demo:
         self.done += 1
         self.echo(f"[{self.done}/{DEMO_STEPS}] {text}  ({time.perf_counter() - self.started:.0f} s)")
 
+    def _stage1_config(self):
+        """The stage 1 config file with the user's overrides, then the demo's folder, image size and device
+        wherever the user's overrides leave them."""
+        from stage1_detect.config import load_stage1_config
 
-def _start(out: Path, cfg: DemoConfig, echo: Callable[[str], None]) -> _Demo:
-    """Every config loaded (and so checked) first: a mistake fails in a second, not after training; then the
-    folder is claimed."""
-    from stage1_detect.config import load_stage1_config
-    from stage1_detect.train import check_settings as check_stage1
-    from stage2_segment.config import load_stage2_config
-    from stage2_segment.train import check_settings as check_stage2
+        cfg = load_stage1_config(CONFIG_DIR / self.cfg.stage1_config, self.cfg.stage1_overrides)
+        index = "cpu" if self.device == "cpu" else self.device.split(":")[-1]
+        ours = {"imgsz": self.cfg.stage1_imgsz, "project": str(self.out / "runs" / "stage1"), "name": "demo",
+                "device": int(index) if index.isdecimal() else index}  # ultralytics takes a GPU by its index
+        theirs = {key.removeprefix("ultralytics.") for key in parse_overrides(self.cfg.stage1_overrides)}
+        if "ultralytics" in theirs:  # the user's whole `ultralytics` mapping
+            return cfg
+        return replace(cfg, ultralytics={**cfg.ultralytics, **_unless_given(ours, theirs)})
 
-    device = cfg.device or ("cuda:0" if torch.cuda.is_available() else "cpu")
-    started = time.perf_counter()
-    folds_file = out / "yolo" / FOLDS_FILE  # written by convert_to_yolo in _convert
-    s1_cfg = load_stage1_config(CONFIG_DIR / cfg.stage1_config, [
-        f"imgsz={cfg.stage1_imgsz}", f"project={out / 'runs' / 'stage1'}", "name=demo",
-        f"device={'cpu' if device == 'cpu' else device.split(':')[-1]}", *cfg.stage1_overrides])
-    s2_cfg = load_stage2_config(CONFIG_DIR / cfg.stage2_config, [  # new data each run: stage 2 starts over too
-        f"folds_file={folds_file}", f"fold={cfg.fold}", f"out={out / 'runs' / 'stage2'}", "name=demo",
-        f"device={device}", "resume=false", *cfg.stage2_overrides])
-    base_cfg = load_stage2_config(CONFIG_DIR / cfg.fullhand_config, [
-        f"folds_file={folds_file}", f"fold={cfg.fold}", f"out={out / 'runs' / 'fullhand'}", "name=demo",
-        f"device={device}", "resume=false", *cfg.fullhand_overrides])
-    synth_cfg = load_synth_config(None, cfg.synth_overrides)
-    check_stage1(s1_cfg)
-    check_stage2(s2_cfg)
-    check_stage2(base_cfg)
-    _claim_folder(out)
-    return _Demo(out, cfg, device, folds_file, s1_cfg, s2_cfg, base_cfg, synth_cfg, echo, started)
+    def _stage2_config(self, file: str, overrides: list[str], run: str):
+        """A stage 2 config file with the user's overrides, then the demo's split, folder and device wherever
+        the user's overrides leave them; never resumed."""
+        from stage2_segment.config import load_stage2_config
+
+        cfg = load_stage2_config(CONFIG_DIR / file, overrides)
+        ours = {"folds_file": str(self.folds_file), "fold": self.cfg.fold, "out": str(self.out / "runs" / run),
+                "name": "demo", "device": self.device, "resume": False}
+        return replace(cfg, **_unless_given(ours, {key.split(".")[0] for key in parse_overrides(overrides)}))
+
+    def claim_folder(self) -> None:
+        """The demo replaces what it wrote before, and nothing else: a folder it did not make is refused."""
+        marker = self.out / DEMO_MARKER
+        if self.out.exists() and (not self.out.is_dir() or any(self.out.iterdir())) and not marker.is_file():
+            raise DataError(self.out, "exists and was not written by `cascade demo`; choose a new or empty folder")
+        self.out.mkdir(parents=True, exist_ok=True)
+        marker.write_text("written by `cascade demo`; a rerun replaces this folder's contents\n")
+
+    def generate_data(self) -> None:
+        cfg = self.cfg
+        generate(self.data, cfg.patients, cfg.test_patients, size=cfg.size, seed=cfg.seed, cfg=self.synth_cfg,
+                 overwrite=True, bent_share=cfg.bent_share, test_bent_share=cfg.test_bent_share, test_labels=True)
+        share = "each drawn" if cfg.bent_share is None else f"{cfg.bent_share:.0%}"
+        self.step(f"generated {2 * cfg.patients} labelled images (bent wrists: {share}) + "
+                  f"{2 * cfg.test_patients} test images ({cfg.test_bent_share:.0%} bent; their labels apart in "
+                  f"{self.test_labels}, read only to score the final submission) in {self.data}")
+
+    def check_data(self) -> None:
+        report = check_dataset(self.data / "train")
+        if not report.ok:
+            raise CascadeError(f"generated data failed its check: {report.problems[0]}")
+        self.step(f"dataset check: {report.images} images, {report.patients} patients, no problems")
+
+    def convert(self) -> Path:
+        """The YOLO-seg set stage 1 trains on, and the folds file every later step splits by."""
+        # the region class follows stage 1's own rule: its detections are then the boxes its fallback would give
+        yolo = convert_to_yolo(self.data / "train", self.out / "yolo", folds=self.cfg.folds, fold=self.cfg.fold,
+                               imgsz=self.cfg.stage1_imgsz, overwrite=True, region=self.s1_cfg.region)
+        self.step(f"YOLO-seg set: {yolo.counts['train']} train / {yolo.counts['val']} held-out images in {yolo.out}")
+        return yolo.out
+
+    def train_stage1(self, yolo_set: Path) -> Path:
+        from stage1_detect.train import train_stage1
+
+        stage1 = train_stage1(yolo_set, self.s1_cfg).best
+        self.step(f"stage 1 trained: {stage1}")
+        return stage1
+
+    def train_stage2(self) -> Path:
+        from stage2_segment.train import train_stage2
+
+        stage2 = train_stage2(self.data / "train", self.s2_cfg).best
+        self.step(f"stage 2 trained: {stage2}")
+        return stage2
+
+    def train_fullhand(self) -> Path:
+        from stage2_segment.train import train_stage2
+
+        # the last epoch: no choice made on the held-out fold
+        fullhand = train_stage2(self.data / "train", self.base_cfg).last
+        self.step(f"full-hand baseline trained (the stage 2 trainer on whole images): {fullhand}")
+        return fullhand
+
+    def baseline_submissions(self, fullhand: Path) -> tuple[list, Path, Path]:
+        """The baseline's predictions, as a team's own full-hand model would hand them over: submission files
+        for the held-out fold and the test images. Returns the held-out items too."""
+        from .evaluate import held_out
+        from .fullhand import predict_whole_images
+
+        held = held_out(self.data / "train", self.folds_file, self.cfg.fold)
+        base = self.out / "base"
+        base_held = predict_whole_images(fullhand, [i.image for i in held], base / "heldout.csv", self.device)
+        base_test = predict_whole_images(fullhand, list_images(self.test_images), base / "test.csv", self.device)
+        self.step(f"baseline submissions: {base_held} (held-out fold), {base_test} (test images)")
+        return held, base_held, base_test
+
+    def evaluate(self, stage1: Path, stage2: Path, base_held: Path) -> dict[str, Path]:
+        """Both cascades (over stage 1, over the baseline) on the held-out patients, saved as `cascade evaluate`
+        saves its report; the report's paths."""
+        from .evaluate import Evaluation, evaluate_cascade
+
+        data, fold = self.data / "train", self.cfg.fold
+        over_stage1, _ = evaluate_cascade(data, self.folds_file, fold, stage1, stage2, device=self.device)
+        over_base, plan = evaluate_cascade(data, self.folds_file, fold, None, stage2, device=self.device,
+                                           base=base_held)
+        scores = join_over_base(over_stage1, over_base)
+        paths = Evaluation(scores, plan, TEST_BENT_SHARE).save(self.out / "evaluation",
+                                                               title="Demo: held-out patients")
+        self.step(f"held-out Dice (native resolution): {_held_out_figures(scores)} -> {paths['markdown']}")
+        return paths
+
+    def predict_test_images(self, stage2: Path, paste: Path | None, base_test: Path) -> Path:
+        from .predict import predict_folder
+
+        submission = self.out / "submission.csv"
+        summary = predict_folder(self.test_images, submission, None, stage2, device=self.device, paste_file=paste,
+                                 base=base_test)
+        # predict_folder has checked the file as validate-submission does, against each image's decoded size
+        self.step(f"submission for the test images (stage 2 over the baseline, the classes it proved), valid: "
+                  f"{summary.describe()}")
+        return submission
+
+    def score_test_set(self, submission: Path, base_test: Path) -> Path:
+        """The demo's headline: the baseline's and the cascade's test submissions scored on the test labels,
+        which no model and no paste choice saw, on a test set shifted to the real one's share of bent wrists."""
+        from .evaluate import score_submissions
+
+        scores = score_submissions({"base": base_test, "cascade": submission}, self.test_images.parent,
+                                   labels=self.test_labels)
+        out = self.out / "test_scores"
+        paths = write_test_scores(scores, out)
+        self.step(f"test-set Dice ({len(scores.images)} images, {sum(scores.bent)} bent wrists): "
+                  f"{_test_figures(scores)} -> {paths['csv']}")
+        return out
+
+    def draw_overlays(self, held: list, stage1: Path, stage2: Path) -> None:
+        from .pipeline import Cascade
+        from .visualize import visualize_image
+
+        overlays = []
+        model = Cascade(stage1, stage2, device=self.device)  # loaded once for all overlays
+        for item in held[:self.cfg.overlays]:
+            overlays += visualize_image(item.image, self.overlays / f"{item.image.stem}.png", labels=item.label,
+                                        model=model)
+        self.step(f"{len(overlays)} overlay pictures (prediction in colour, truth in white, region in yellow) in "
+                  f"{self.overlays}")
 
 
-def _claim_folder(out: Path) -> None:
-    """The demo replaces what it wrote before, and nothing else: a folder it did not make is refused."""
-    marker = out / DEMO_MARKER
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not marker.is_file():
-        raise DataError(out, "exists and was not written by `cascade demo`; choose a new or empty folder")
-    out.mkdir(parents=True, exist_ok=True)
-    marker.write_text("written by `cascade demo`; a rerun replaces this folder's contents\n")
-
-
-def _generate_data(demo: _Demo) -> None:
-    cfg = demo.cfg
-    generate(demo.data, cfg.patients, cfg.test_patients, size=cfg.size, seed=cfg.seed, cfg=demo.synth_cfg,
-             overwrite=True, bent_share=cfg.bent_share, test_bent_share=cfg.test_bent_share, test_labels=True)
-    share = "each drawn" if cfg.bent_share is None else f"{cfg.bent_share:.0%}"
-    demo.step(f"generated {2 * cfg.patients} labelled images (bent wrists: {share}) + "
-              f"{2 * cfg.test_patients} test images ({cfg.test_bent_share:.0%} bent; their labels apart in "
-              f"{demo.test_labels}, read only to score the final submission) in {demo.data}")
-
-
-def _check_data(demo: _Demo) -> None:
-    report = check_dataset(demo.data / "train")
-    if not report.ok:
-        raise CascadeError(f"generated data failed its check: {report.problems[0]}")
-    demo.step(f"dataset check: {report.images} images, {report.patients} patients, no problems")
-
-
-def _convert(demo: _Demo) -> Path:
-    """The YOLO-seg set stage 1 trains on, and the folds file every later step splits by."""
-    cfg = demo.cfg
-    # the region class follows stage 1's own rule: its detections are then the boxes its fallback would give
-    yolo = convert_to_yolo(demo.data / "train", demo.out / "yolo", folds=cfg.folds, fold=cfg.fold,
-                           imgsz=cfg.stage1_imgsz, overwrite=True, region=demo.s1_cfg.region)
-    demo.step(f"YOLO-seg set: {yolo.counts['train']} train / {yolo.counts['val']} held-out images in {yolo.out}")
-    return yolo.out
-
-
-def _train_stage1(demo: _Demo, yolo_set: Path) -> Path:
-    from stage1_detect.train import train_stage1
-
-    stage1 = train_stage1(yolo_set, demo.s1_cfg).best
-    demo.step(f"stage 1 trained: {stage1}")
-    return stage1
-
-
-def _train_stage2(demo: _Demo) -> Path:
-    from stage2_segment.train import train_stage2
-
-    stage2 = train_stage2(demo.data / "train", demo.s2_cfg).best
-    demo.step(f"stage 2 trained: {stage2}")
-    return stage2
-
-
-def _train_fullhand(demo: _Demo) -> Path:
-    from stage2_segment.train import train_stage2
-
-    # the last epoch: no choice made on the held-out fold
-    fullhand = train_stage2(demo.data / "train", demo.base_cfg).last
-    demo.step(f"full-hand baseline trained (the stage 2 trainer on whole images): {fullhand}")
-    return fullhand
-
-
-def _baseline_submissions(demo: _Demo, fullhand: Path) -> tuple[list, Path, Path]:
-    """The baseline's predictions, as a team's own full-hand model would hand them over: submission files for
-    the held-out fold and the test images. Returns the held-out items too."""
-    from .evaluate import held_out
-    from .fullhand import predict_whole_images
-
-    held = held_out(demo.data / "train", demo.folds_file, demo.cfg.fold)
-    base = demo.out / "base"
-    base_held = predict_whole_images(fullhand, [i.image for i in held], base / "heldout.csv", demo.device)
-    base_test = predict_whole_images(fullhand, list_images(demo.test_images), base / "test.csv", demo.device)
-    demo.step(f"baseline submissions: {base_held} (held-out fold), {base_test} (test images)")
-    return held, base_held, base_test
-
-
-def _evaluate(demo: _Demo, stage1: Path, stage2: Path, base_held: Path) -> dict[str, Path]:
-    """Both cascades (over stage 1, over the baseline) on the held-out patients; the report's paths."""
-    from .evaluate import evaluate_cascade
-    from .report import write_report
-
-    data, fold = demo.data / "train", demo.cfg.fold
-    over_stage1, _ = evaluate_cascade(data, demo.folds_file, fold, stage1, stage2, device=demo.device)
-    over_base, plan = evaluate_cascade(data, demo.folds_file, fold, None, stage2, device=demo.device,
-                                       base=base_held)
-    scores = side_by_side(over_stage1, over_base)
-    paths = write_report(scores, demo.out / "evaluation", plan, title="Demo: held-out patients")
-    demo.step(f"held-out Dice (native resolution): {_held_out_figures(scores)} -> {paths['markdown']}")
-    return paths
+def _unless_given(ours: dict, theirs: set) -> dict:
+    """The demo's own settings that the user's overrides do not set: theirs win, as if applied after ours."""
+    return {key: value for key, value in ours.items() if key not in theirs}
 
 
 def _held_out_figures(scores) -> str:
@@ -255,68 +291,9 @@ def _held_out_figures(scores) -> str:
     return f"{figures}; weighed to the test set's {TEST_BENT_SHARE:.0%} bent wrists: {mix}"
 
 
-def _predict_test_images(demo: _Demo, stage2: Path, paste: Path | None, base_test: Path) -> Path:
-    from .predict import predict_folder
-
-    submission = demo.out / "submission.csv"
-    summary = predict_folder(demo.test_images, submission, None, stage2, device=demo.device, paste_file=paste,
-                             base=base_test)
-    # predict_folder has checked the file as validate-submission does, against each image's decoded size
-    demo.step(f"submission for the test images (stage 2 over the baseline, the classes it proved), valid: "
-              f"{summary.describe()}")
-    return submission
-
-
-def _score_test_set(demo: _Demo, submission: Path, base_test: Path) -> Path:
-    """The demo's headline: the baseline's and the cascade's test submissions scored on the test labels, which no
-    model and no paste choice saw, on a test set shifted to the real one's share of bent wrists."""
-    from .evaluate import score_submissions
-
-    scores = score_submissions({"base": base_test, "cascade": submission}, demo.test_images.parent,
-                               labels=demo.test_labels)
-    out = demo.out / "test_scores"
-    paths = write_test_scores(scores, out)
+def _test_figures(scores) -> str:
+    """The baseline's and the cascade's mean and carpal Dice, and their carpal Dice on bent wrists."""
     table, poses = scores.table(), scores.pose_table()
-    n_bent = sum(scores.bent)
-    figures = "; ".join(f"{m} mean {table.loc['mean', f'{m}_dice']:.3f}, carpal {table.loc['carpal_mean', f'{m}_dice']:.3f}"
-                        f" (bent {poses.loc[m, 'bent_carpal']:.3f})" for m in ("base", "cascade"))
-    demo.step(f"test-set Dice ({len(scores.images)} images, {n_bent} bent wrists): {figures} -> {paths['csv']}")
-    return out
-
-
-def write_test_scores(scores, out: Path) -> dict[str, Path]:
-    """dice.csv (class, base_dice, cascade_dice; then mean and carpal_mean) and pose.csv (rows base, cascade),
-    written as one folder that replaces the last run's whole."""
-    from plumbing.atomic import atomic_dir, write_text
-
-    from .report import table_csv
-
-    with atomic_dir(out) as tmp:
-        write_text(tmp / "dice.csv", table_csv(scores.table()))
-        write_text(tmp / "pose.csv", table_csv(scores.pose_table()))
-    return {"csv": out / "dice.csv", "pose": out / "pose.csv"}
-
-
-def _draw_overlays(demo: _Demo, held: list, stage1: Path, stage2: Path) -> None:
-    from .pipeline import Cascade
-    from .visualize import visualize_image
-
-    overlays = []
-    model = Cascade(stage1, stage2, device=demo.device)  # loaded once for all overlays
-    for item in held[:demo.cfg.overlays]:
-        overlays += visualize_image(item.image, demo.overlays / f"{item.image.stem}.png", labels=item.label,
-                                    model=model)
-    demo.step(f"{len(overlays)} overlay pictures (prediction in colour, truth in white, region in yellow) in "
-              f"{demo.overlays}")
-
-
-def side_by_side(over_stage1, over_base):
-    """One table of both evaluations of the same held-out images: stage 1 and the cascade over it, then the
-    base and the cascade over it (its columns renamed `cascade_over_base...`), with the region hit rate of both
-    region sources: stage 1's and the base's."""
-    if over_stage1.images != over_base.images:
-        raise CascadeError("the two evaluations scored different images")
-    renamed = {("base" if m == "base" else m.replace("cascade", "cascade_over_base", 1)): v
-               for m, v in over_base.dice.items()}
-    return replace(over_stage1, dice={**over_stage1.dice, **renamed}, regions_of="stage 1",
-                   more_regions={"base": (over_base.hits, over_base.sources)})
+    return "; ".join(f"{m} mean {table.loc['mean', f'{m}_dice']:.3f}, "
+                     f"carpal {table.loc['carpal_mean', f'{m}_dice']:.3f} (bent {poses.loc[m, 'bent_carpal']:.3f})"
+                     for m in ("base", "cascade"))

@@ -1,178 +1,48 @@
-"""Scores on held-out patients, at each image's native resolution."""
+"""`cascade evaluate`'s scoring: held-out patients scored at each image's native resolution, by each fold's
+models (the paste plan then chosen by tuning) or from a submission file."""
 
 from __future__ import annotations
 
 import os
-from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
-import pandas as pd
 
-from convert.classes import CARPAL_INDICES, CLASSES
-from convert.dataset import EDGE_TOLERANCE, Clip, Item, iter_samples, scan
-from convert.dice import dice_per_class, region_contains
+from convert.dataset import EDGE_TOLERANCE, Item, iter_samples, scan
 from convert.folds import load_folds
-from convert.images import AS_STORED
 from convert.masks import class_masks
-from convert.wrist_pose import TEST_BENT_SHARE, is_bent, pose_weights
-from plumbing.atomic import check_output
+from convert.wrist_pose import TEST_BENT_SHARE
+from plumbing.atomic import atomic_dir, check_output
 from plumbing.errors import CascadeError, DataError
 
-from .paste import PastePlan, largest_component
+from .paste import PastePlan
+from .report import check_report_folder, write_tables
+from .scores import Scores
+from .tuning import choose_plan, settings_curve
 
 
 def held_out(data: str | Path, folds_file: str | Path, fold: int) -> list[Item]:
     """The labelled images whose patients form fold `fold` of the recorded split."""
-    folds, k = load_folds(folds_file)
-    if not 0 <= fold < k:
-        raise DataError(folds_file, f"fold {fold} is not in 0..{k - 1}")
+    return held_out_folds(data, folds_file, [fold])[fold]
+
+
+def held_out_folds(data: str | Path, folds_file: str | Path, folds: Sequence[int]) -> dict[int, list[Item]]:
+    """Per fold, the labelled images whose patients form it in the recorded split: `data` scanned once."""
+    split, k = load_folds(folds_file)
+    for fold in folds:
+        if not 0 <= fold < k:
+            raise DataError(folds_file, f"fold {fold} is not in 0..{k - 1}")
     items = scan(data).items
-    unknown = sorted({i.patient for i in items} - set(folds))
+    unknown = sorted({i.patient for i in items} - set(split))
     if unknown:
         raise DataError(folds_file, f"patient {unknown[0]} of {data} is not in this split")
-    chosen = [i for i in items if folds[i.patient] == fold]
-    if not chosen:
-        raise DataError(folds_file, f"fold {fold} has no images in {data}")
+    chosen = {fold: [i for i in items if split[i.patient] == fold] for fold in folds}
+    for fold, fold_items in chosen.items():
+        if not fold_items:
+            raise DataError(folds_file, f"fold {fold} has no images in {data}")
     return chosen
-
-
-@dataclass
-class Scores:
-    """Per-image, per-class Dice of each method, and the carpal-region hit record."""
-
-    images: list[str] = field(default_factory=list)
-    patients: list[str] = field(default_factory=list)
-    dice: dict[str, list[np.ndarray]] = field(default_factory=dict)
-    hits: list[bool] = field(default_factory=list)
-    bent: list[bool] = field(default_factory=list)  # per image: a bent wrist in the labels (convert.wrist_pose)
-    sources: Counter = field(default_factory=Counter)
-    curves: dict[int, list[np.ndarray]] = field(default_factory=dict)  # pasted class -> per image, Dice per SETTING
-    clips: list[Clip] = field(default_factory=list)  # label polygons cut to their image (within the edge tolerance)
-    oriented: list[str] = field(default_factory=list)  # images with an EXIF orientation tag, read as stored
-    regions_of: str = ""  # whose regions `hits` and `sources` record (stage 1's or the base's), when told
-    more_regions: dict[str, tuple[list[bool], Counter]] = field(default_factory=dict)  # other sources' hits, sources
-
-    def add(self, name: str, truth: np.ndarray, predictions: dict[str, np.ndarray], region=None,
-            patient: str = "") -> None:
-        self.images.append(name)
-        self.patients.append(patient)
-        self.bent.append(is_bent(truth))
-        for method, pred in predictions.items():
-            self.dice.setdefault(method, []).append(dice_per_class(pred, truth))
-        if region is not None:
-            self.hits.append(region_contains(region, truth, CARPAL_INDICES))
-            self.sources[region.source] += 1
-
-    def note(self, sample) -> None:
-        """What reading the sample's files warned about."""
-        self.clips.extend(sample.clips)
-        if sample.orientation != AS_STORED:
-            self.oriented.append(str(sample.item.image))
-
-    def weights(self, bent_share: float | None) -> np.ndarray:
-        """Per-image weights that mix bent and straight wrists at `bent_share` (uniform: None, or one pose)."""
-        return pose_weights(np.array(self.bent, bool), bent_share)
-
-    def table(self, weights: np.ndarray | None = None) -> pd.DataFrame:
-        """class x method Dice averaged over images (weighted if given), then the rows `mean` (29 classes) and
-        `carpal_mean`."""
-        per_class = pd.DataFrame({f"{m}_dice": np.average(v, axis=0, weights=weights) for m, v in self.dice.items()},
-                                 index=list(CLASSES))
-        per_class.loc["mean"] = per_class.iloc[:len(CLASSES)].mean()
-        per_class.loc["carpal_mean"] = per_class.iloc[list(CARPAL_INDICES)].mean()
-        per_class.index.name = "class"
-        return per_class
-
-    def markdown(self, digits: int = 4) -> str:
-        return markdown_table(self.table(), digits)
-
-    def pose_table(self, bent_share: float | None = TEST_BENT_SHARE) -> pd.DataFrame:
-        """method x (mean, carpal mean) Dice on straight wrists, on bent ones, and mixed at `bent_share` bent,
-        the real test set's mix (NaN where a pose has no image, and the mix then too)."""
-        bent = np.array(self.bent, bool)
-        mixable = bent_share is not None and 0 < bent.sum() < len(bent)
-        groups = {"straight": ~bent, "bent": bent,
-                  "test_mix": self.weights(bent_share) if mixable else np.zeros(len(bent))}
-        carpal = list(CARPAL_INDICES)
-        rows = {}
-        for method, per_image in self.dice.items():
-            d = np.stack(per_image)
-            summaries = {"mean": d.mean(1), "carpal": d[:, carpal].mean(1)}
-            rows[method] = {f"{g}_{s}": np.average(v, weights=w) if w.any() else np.nan
-                            for g, w in groups.items() for s, v in summaries.items()}
-        table = pd.DataFrame.from_dict(rows, orient="index")
-        table.index.name = "method"
-        return table
-
-    @property
-    def hit_rate(self) -> float:
-        return float(np.mean(self.hits)) if self.hits else float("nan")
-
-
-def markdown_table(table: pd.DataFrame, digits: int = 4) -> str:
-    lines = [f"| {table.index.name} | " + " | ".join(table.columns) + " |", "|---" * (len(table.columns) + 1) + "|"]
-    lines += [f"| {name} | " + " | ".join(f"{v:.{digits}f}" for v in row) + " |" for name, row in table.iterrows()]
-    return "\n".join(lines)
-
-
-THRESHOLDS = tuple(round(0.1 + 0.05 * k, 2) for k in range(17))  # 0.1 .. 0.9: searched per pasted class
-# what is searched per pasted class: a threshold, with every blob kept or only the largest
-SETTINGS = tuple((t, False) for t in THRESHOLDS) + tuple((t, True) for t in THRESHOLDS)
-
-
-def threshold_curve(stage1_mask: np.ndarray, probs: np.ndarray, truth: np.ndarray, region,
-                    thresholds: Sequence[float] = THRESHOLDS, largest: bool = False) -> np.ndarray:
-    """Dice of one class's cascade mask (stage 1 outside the region, stage 2's `probs >= t` inside, its largest
-    blob if `largest`, as `paste` builds it) for each threshold t, by counting: no full mask is built."""
-    return settings_curve(stage1_mask, probs, truth, region, [(t, largest) for t in thresholds])
-
-
-def settings_curve(stage1_mask: np.ndarray, probs: np.ndarray, truth: np.ndarray, region,
-                   settings: Sequence[tuple[float, bool]] = SETTINGS) -> np.ndarray:
-    """threshold_curve for each (threshold, largest blob) setting; the counts outside the region once."""
-    ys, xs = region.slices
-    first, truth = stage1_mask.astype(bool, copy=False), truth.astype(bool, copy=False)
-    first_in, truth_in = first[ys, xs], truth[ys, xs]
-    inter_out = np.count_nonzero(first & truth) - np.count_nonzero(first_in & truth_in)
-    pred_out, true_all = np.count_nonzero(first) - np.count_nonzero(first_in), np.count_nonzero(truth)
-    curve = []
-    for t, largest in settings:
-        inside = largest_component(probs >= t) if largest else probs >= t
-        total = pred_out + np.count_nonzero(inside) + true_all
-        curve.append(2 * (inter_out + np.count_nonzero(inside & truth_in)) / total if total else 1.0)
-    return np.array(curve)
-
-
-@dataclass(frozen=True)
-class Tuning:
-    chosen: dict[int, object]           # per pasted class, the setting chosen on all held-out images
-    cross_fitted: dict[int, np.ndarray]  # per pasted class, per image: Dice at the setting chosen on the
-    #                                      other half of the patients, an honest estimate of the tuned cascade
-
-
-def tune_thresholds(scores: Scores, settings: Sequence = SETTINGS, weights: np.ndarray | None = None) -> Tuning | None:
-    """Per pasted class, the setting (scores.curves holds a Dice per image and setting) with the best mean
-    held-out Dice (weighted per image if given). Choosing it on the images it is scored on would flatter it, so
-    the reported figure is cross-fitted: the patients are split in two halves and each half is scored at the
-    setting the other half chose. None with fewer than two patients."""
-    patients = sorted(set(scores.patients))
-    if len(patients) < 2 or not scores.curves:
-        return None
-    half = {p: k % 2 for k, p in enumerate(patients)}
-    group = np.array([half[p] for p in scores.patients])
-    w = np.full(len(group), 1.0) if weights is None else np.asarray(weights, np.float64)
-    chosen, cross = {}, {}
-    for c, curves in scores.curves.items():
-        dice = np.stack(curves)  # (images, settings)
-        chosen[c] = settings[int(np.argmax(w @ dice))]
-        cross[c] = np.empty(len(dice))
-        for g in (0, 1):
-            k = int(np.argmax(w[group != g] @ dice[group != g]))
-            cross[c][group == g] = dice[group == g, k]
-    return Tuning(chosen, cross)
 
 
 def evaluate_cascade(data: str | Path, folds_file: str | Path, fold: int, stage1: str | Path | None,
@@ -207,7 +77,7 @@ def evaluate_folds(data: str | Path, folds_file: str | Path,
     reference = "stage1" if base is None else "base"
     folds = [fold for fold, _, _ in runs]
     _check_runs(runs, folds, base)
-    items = {fold: held_out(data, folds_file, fold) for fold in folds}
+    items = held_out_folds(data, folds_file, folds)
     full_hand = _checked_base(base, items, folds_file)
     total, done, scores, candidates = sum(len(v) for v in items.values()), 0, Scores(), None
     for fold, stage1, stage2 in runs:
@@ -286,30 +156,6 @@ def _score_batch(model, samples: list, scores: Scores, reference: str) -> None:
         scores.note(sample)
 
 
-def choose_plan(scores: Scores, candidates: PastePlan, bent_share: float | None = TEST_BENT_SHARE,
-                reference: str = "stage1") -> PastePlan:
-    """The candidate classes whose held-out Dice the cascade raised over the `reference` method (stage 1, or
-    the base submission), each at its tuned setting
-    (threshold, and whether to keep only its largest blob); images weighed to `bent_share` bent wrists. With two
-    or more patients, adds the cross-fitted `cascade_tuned` column to `scores` and decides on it; else decides
-    on `cascade` at the candidates' own settings. scores.curves must follow SETTINGS."""
-    weights = scores.weights(bent_share)
-    tuning = tune_thresholds(scores, weights=weights)
-    thresholds, largest, column = candidates.thresholds, set(candidates.largest or ()), "cascade_dice"
-    if tuning is not None:
-        tuned = [d.copy() for d in scores.dice["cascade"]]
-        for c, per_image in tuning.cross_fitted.items():
-            for d, v in zip(tuned, per_image):
-                d[c] = v
-        scores.dice["cascade_tuned"] = tuned
-        thresholds = {**thresholds, **{c: t for c, (t, _) in tuning.chosen.items()}}
-        largest = (largest - set(tuning.chosen)) | {c for c, (_, keep) in tuning.chosen.items() if keep}
-        column = "cascade_tuned_dice"
-    table = scores.table(weights)
-    raised = tuple(c for c in candidates.classes if table[column].iloc[c] > table[f"{reference}_dice"].iloc[c])
-    return PastePlan(raised, {c: thresholds[c] for c in raised}, tuple(c for c in raised if c in largest))
-
-
 def score_submission(submission: str | Path, data: str | Path, items: list[Item] | None = None,
                      edge_tolerance: float = EDGE_TOLERANCE, labels: str | Path | None = None) -> Scores:
     """Dice of an existing submission CSV against the labels of the images it names (data's outputs_json, or
@@ -368,6 +214,26 @@ class Evaluation:
     plan: PastePlan | None
     bent_share: float | None
 
+    def save(self, out: str | Path, title: str = "") -> dict[str, Path]:
+        """The report folder, whole or not at all (written beside `out`, then swapped in: a failure midway
+        leaves the previous report as it was): paste.json with a plan, and report's tables. A report without a
+        plan so leaves no paste.json of an earlier run behind."""
+        out = Path(out)
+        check_report_folder(out)
+        with atomic_dir(out) as folder:
+            plan = self._save_plan(folder)
+            paths = write_tables(self.scores, folder, self.plan, title, self.bent_share)
+        return {key: out / path.name for key, path in {**paths, **plan}.items()}
+
+    def _save_plan(self, folder: Path) -> dict[str, Path]:
+        if self.plan is None:
+            return {}
+        over = "the base submission" if "base" in self.scores.dice else "stage 1"
+        self.plan.save(folder / "paste.json", note=f"classes whose Dice stage 2 raised over {over} on the held-out "
+                                                   "fold, with the settings (threshold, largest blob) that scored "
+                                                   "best there")
+        return {"paste": folder / "paste.json"}
+
 
 def run_evaluation(data: str | Path, out: str | Path, folds_file: str | Path | None = None,
                    folds: Sequence[int] = (), stage1: Sequence[str] = (), stage2: Sequence[str] = (),
@@ -386,8 +252,6 @@ def run_evaluation(data: str | Path, out: str | Path, folds_file: str | Path | N
     if out.exists() and not out.is_dir():
         raise CascadeError(f"{out}: expected a folder for the report")
     check_output(out / "dice.csv", [submission, base])
-    from .report import check_report_folder
-
     check_report_folder(out)  # before the scoring, not after it
     if submission is not None and (stage1 or stage2 or tta or base):
         raise CascadeError("--submission scores a CSV: drop --stage1, --stage2, --base and --tta, or drop "
@@ -396,7 +260,8 @@ def run_evaluation(data: str | Path, out: str | Path, folds_file: str | Path | N
         raise CascadeError("--labels scores a --submission of every image it names: give --submission, and "
                            "drop --folds")
     if submission is not None:
-        items = [i for f in folds for i in held_out(data, folds_file, f)] if folds_file else None
+        by_fold = held_out_folds(data, folds_file, folds) if folds_file else None
+        items = [i for f in folds for i in by_fold[f]] if by_fold else None
         return Evaluation(score_submission(submission, data, items, edge_tolerance=edge_tolerance, labels=labels),
                           None, bent_share)
     if (not stage1 and base is None) or folds_file is None:

@@ -27,6 +27,20 @@ class PastePlan:
     largest: tuple[int, ...] | None = None
     source: str = field(default="paste plan", compare=False)  # where it came from, for errors
 
+    @classmethod
+    def of_checkpoint(cls, stage2) -> "PastePlan":
+        """A stage 2 model's own plan: its paste classes at its trained thresholds, each kept to its largest blob
+        if the checkpoint says so."""
+        thresholds = {c: float(t) for c, t in zip(stage2.train_classes, stage2.thresholds)}
+        return cls(tuple(stage2.paste_classes), thresholds,
+                   tuple(stage2.paste_classes) if stage2.largest_component else ())
+
+    def with_defaults(self, checkpoint: "PastePlan") -> "PastePlan":
+        """This plan (from `cascade evaluate`) picks the classes; what it does not say, a class's threshold or
+        which classes keep their largest blob, comes from the checkpoint's own plan."""
+        largest = checkpoint.largest if self.largest is None else self.largest
+        return PastePlan(self.classes, {**checkpoint.thresholds, **self.thresholds}, largest, self.source)
+
     def check(self, train_classes: Sequence[int], stage2: str | Path) -> None:
         """Every planned class must be a channel of the stage 2 model; checked before any image is predicted."""
         missing = [CLASSES[c] for c in self.classes if c not in set(train_classes)]

@@ -56,15 +56,10 @@ class Cascade:
             if self.stage1 is not None:
                 # crop exactly as stage 2 was trained to see crops; the fallback prior stays stage 1's own
                 self.stage1.region_cfg = replace(self.stage2.region_cfg, prior=self.stage1.region_cfg.prior)
-            checkpoint_plan = PastePlan(tuple(self.stage2.paste_classes),
-                                        {c: float(t) for c, t in zip(self.stage2.train_classes, self.stage2.thresholds)},
-                                        tuple(self.stage2.paste_classes) if self.stage2.largest_component else ())
-            # a plan from `cascade evaluate` picks classes; what it does not say comes from the checkpoint
+            checkpoint_plan = PastePlan.of_checkpoint(self.stage2)
             if plan is not None:
                 plan.check(self.stage2.train_classes, paths_of(stage2_checkpoint)[0])
-            self.plan = checkpoint_plan if plan is None else PastePlan(
-                plan.classes, {**checkpoint_plan.thresholds, **plan.thresholds},
-                checkpoint_plan.largest if plan.largest is None else plan.largest, plan.source)
+            self.plan = checkpoint_plan if plan is None else plan.with_defaults(checkpoint_plan)
         else:
             self.plan = PastePlan((), {})
 

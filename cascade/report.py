@@ -1,27 +1,20 @@
-"""`cascade evaluate`'s outputs: dice.csv, pose.csv, dice.md, dice.png and paste.json, each written atomically."""
+"""The tables of an evaluation as files: dice.csv, pose.csv, dice.md and dice.png (`cascade evaluate`'s report
+folder, which its command fills, paste.json included), and the demo's test-set scores."""
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
 
 from convert.carpal_region import describe_sources
 from convert.classes import CLASSES
-from convert.wrist_pose import BENT_DEGREES, TEST_BENT_SHARE
+from convert.wrist_pose import BENT_DEGREES, TEST_BENT_SHARE, TRAIN_BENT_SHARE
 from plumbing.atomic import atomic_dir, atomic_path, write_text
 from plumbing.errors import DataError
 
-from .evaluate import Scores, markdown_table
 from .paste import PastePlan
-
-
-def table_csv(table) -> str:
-    buf = io.StringIO()
-    table.to_csv(buf, float_format="%.6f", lineterminator="\n")
-    return buf.getvalue()
-
+from .scores import Scores, markdown_table, table_csv
 
 REPORT_FILES = ("dice.csv", "pose.csv", "dice.md", "dice.png", "paste.json")
 
@@ -36,61 +29,65 @@ def check_report_folder(out: str | Path) -> None:
                                  "so give a new or empty folder")
 
 
-def write_report(scores: Scores, out: str | Path, plan: PastePlan | None = None, title: str = "",
+def write_tables(scores: Scores, out: Path, plan: PastePlan | None = None, title: str = "",
                  bent_share: float | None = TEST_BENT_SHARE) -> dict[str, Path]:
-    """The report folder, whole or not at all: written beside `out`, then swapped in (a failure midway leaves
-    the previous report as it was). `bent_share` must be the one the plan was chosen with (evaluate_folds')."""
-    out = Path(out)
-    check_report_folder(out)
-    with atomic_dir(out) as folder:
-        paths = _write_report(scores, folder, plan, title, bent_share)
-    return {key: out / path.name for key, path in paths.items()}
-
-
-def _write_report(scores: Scores, out: Path, plan: PastePlan | None, title: str,
-                  bent_share: float | None) -> dict[str, Path]:
+    """dice.csv, pose.csv, dice.md (which describes `plan`, if any) and dice.png in the folder `out`.
+    `bent_share` must be the one the plan was chosen with (evaluate_folds')."""
     table, poses = scores.table(), scores.pose_table(bent_share)
     paths = {"csv": out / "dice.csv", "pose": out / "pose.csv", "markdown": out / "dice.md", "chart": out / "dice.png"}
     write_text(paths["csv"], table_csv(table))
     write_text(paths["pose"], table_csv(poses))
+    mixed = bool(poses["test_mix_mean"].notna().any())  # pose_table leaves the mix empty where it cannot mix
     lines = [f"# {title or 'Dice on held-out patients'}", "",
              f"{len(scores.images)} images, Dice at native resolution, averaged over images.", "",
-             scores.markdown(4), ""]
+             scores.markdown(4), "", *_region_lines(scores)]
+    if "cascade_tuned" in scores.dice:
+        lines.append("cascade_tuned: each pasted class at its tuned threshold, with every blob or only the "
+                     "largest, scored honestly: the held-out patients are split in two halves and each half is "
+                     "scored at the setting chosen on the other. paste.json keeps the settings chosen on all of them.")
+    lines += _pose_lines(scores, poses, bent_share if mixed else None)
+    if plan is not None:
+        lines += _plan_lines(plan, mixed)
+    write_text(paths["markdown"], "\n".join(lines) + "\n")
+    _chart(table, paths["chart"], title)
+    return paths
+
+
+def _region_lines(scores: Scores) -> list[str]:
+    """The carpal-region hit rate of each region source scored."""
+    lines = []
     regions = {scores.regions_of: (scores.hits, scores.sources), **scores.more_regions}
     for whose, (hits, sources) in regions.items():
         if hits:
             of = f" of {whose}'s regions" if whose else ""
             lines += [f"Carpal-region hit rate{of} (all 8 carpal bones inside the region): {np.mean(hits):.3f}; "
                       f"region sources: {describe_sources(sources)}.", ""]
-    if "cascade_tuned" in scores.dice:
-        lines.append("cascade_tuned: each pasted class at its tuned threshold, with every blob or only the "
-                     "largest, scored honestly: the held-out patients are split in two halves and each half is "
-                     "scored at the setting chosen on the other. paste.json keeps the settings chosen on all of them.")
+    return lines
+
+
+def _pose_lines(scores: Scores, poses, mixed_at: float | None) -> list[str]:
+    """The pose table and what it means; `mixed_at`: the share of bent wrists test_mix holds, None: unmixed."""
     n_bent = sum(scores.bent)
-    mixed = bool(poses["test_mix_mean"].notna().any())  # pose_table leaves the mix empty where it cannot mix
-    lines += ["", f"## By wrist pose: {len(scores.bent) - n_bent} straight, {n_bent} bent", "",
-              markdown_table(poses, 4), "",
-              f"Bent: the middle metacarpal turned more than {BENT_DEGREES:g} degrees from the radius in the labels. "
-              "Bent wrists were 11% of the real training images but 58% of the test images; "
-              + (f"test_mix weighs the two poses {100 * bent_share:.0f} : {100 - 100 * bent_share:.0f} (bent : "
-                 "straight), an estimate of the score on a test set of that mix (with few images of a pose, it "
-                 "inherits their noise)." if mixed else
-                 "this fold cannot be mixed (a pose has no image, or mixing is off): test_mix is empty."), ""]
-    if plan is not None:
-        lines.append("Which classes to paste, and their thresholds, were chosen on "
-                     + ("the test mix of poses above." if mixed else "the plain mean over images."))
-        blob = set(plan.largest or ())
-        names = ", ".join(f"{CLASSES[c]} ({plan.thresholds[c]:.2f}{', largest blob' if c in blob else ''})"
-                          for c in plan.classes) or "none"
-        lines.append(f"Classes whose Dice the cascade raised on these held-out images, with their thresholds and "
-                     f"whether only their largest blob is kept (pasted by `--paste-file`): {names}.")
-        paths["paste"] = out / "paste.json"
-        over = "the base submission" if "base" in scores.dice else "stage 1"
-        plan.save(paths["paste"], note=f"classes whose Dice stage 2 raised over {over} on the held-out fold, "
-                                       "with the settings (threshold, largest blob) that scored best there")
-    write_text(paths["markdown"], "\n".join(lines) + "\n")
-    _chart(table, paths["chart"], title)
-    return paths
+    mix = (f"test_mix weighs the two poses {100 * mixed_at:.0f} : {100 - 100 * mixed_at:.0f} (bent : straight), "
+           "an estimate of the score on a test set of that mix (with few images of a pose, it inherits their "
+           "noise)." if mixed_at is not None else
+           "this fold cannot be mixed (a pose has no image, or mixing is off): test_mix is empty.")
+    return ["", f"## By wrist pose: {len(scores.bent) - n_bent} straight, {n_bent} bent", "",
+            markdown_table(poses, 4), "",
+            f"Bent: the middle metacarpal turned more than {BENT_DEGREES:g} degrees from the radius in the labels. "
+            f"Bent wrists were {TRAIN_BENT_SHARE:.0%} of the real training images but {TEST_BENT_SHARE:.0%} of the "
+            f"test images; {mix}", ""]
+
+
+def _plan_lines(plan: PastePlan, mixed: bool) -> list[str]:
+    """Which classes the plan pastes, and how they were chosen."""
+    blob = set(plan.largest or ())
+    names = ", ".join(f"{CLASSES[c]} ({plan.thresholds[c]:.2f}{', largest blob' if c in blob else ''})"
+                      for c in plan.classes) or "none"
+    return ["Which classes to paste, and their thresholds, were chosen on "
+            + ("the test mix of poses above." if mixed else "the plain mean over images."),
+            f"Classes whose Dice the cascade raised on these held-out images, with their thresholds and whether "
+            f"only their largest blob is kept (pasted by `--paste-file`): {names}."]
 
 
 def _chart(table, path: Path, title: str) -> None:
@@ -114,3 +111,12 @@ def _chart(table, path: Path, title: str) -> None:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
     plt.close(fig)
+
+
+def write_test_scores(scores: Scores, out: Path) -> dict[str, Path]:
+    """dice.csv (class, base_dice, cascade_dice; then mean and carpal_mean) and pose.csv (rows base, cascade),
+    written as one folder that replaces the last run's whole."""
+    with atomic_dir(out) as tmp:
+        write_text(tmp / "dice.csv", table_csv(scores.table()))
+        write_text(tmp / "pose.csv", table_csv(scores.pose_table()))
+    return {"csv": out / "dice.csv", "pose": out / "pose.csv"}

@@ -9,7 +9,8 @@ import pytest
 from click.testing import CliRunner
 
 from cascade.cli import main
-from cascade.evaluate import THRESHOLDS, Scores, threshold_curve, tune_thresholds
+from cascade.scores import Scores
+from cascade.tuning import THRESHOLDS, threshold_curve, tune_thresholds
 from cascade.paste import PastePlan, largest_component, paste
 from cascade.pipeline import Cascade
 from convert.carpal_region import Region
@@ -170,9 +171,9 @@ def test_demo_runs_end_to_end_on_a_tiny_config_and_again_into_the_same_folder(tm
             path.write_bytes(data)
         return score(*args)
 
-    score = demo._score_test_set
+    score = demo.Demo.score_test_set
     monkeypatch.setattr(demo, "generate", generate_and_hide)
-    monkeypatch.setattr(demo, "_score_test_set", restore_and_score)
+    monkeypatch.setattr(demo.Demo, "score_test_set", restore_and_score)
     tiny = ["demo", "--out", tmp_path / "demo", "patients=6", "test_patients=1", "size=192", "folds=3",
             "stage1_imgsz=128", "stage1_overrides=[epochs=1, batch=4, workers=0]",
             "stage2_overrides=[epochs=1, input_size=64, 'decoder_channels=[16,16,16,16,16]']",

@@ -6,8 +6,9 @@ import cv2
 import numpy as np
 import pytest
 
-from cascade.evaluate import SETTINGS, Scores, choose_plan, tune_thresholds
 from cascade.paste import PastePlan
+from cascade.scores import Scores
+from cascade.tuning import SETTINGS, choose_plan, tune_thresholds
 from convert.classes import CLASS_INDEX, NUM_CLASSES
 from convert.masks import class_masks
 from convert.wrist_pose import is_bent, long_axis_degrees, mix_poses, pose_weights, wrist_turn

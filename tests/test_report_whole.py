@@ -8,8 +8,9 @@ from click.testing import CliRunner
 
 from cascade import report
 from cascade.cli import main
-from cascade.evaluate import Scores
+from cascade.evaluate import Evaluation
 from cascade.paste import PastePlan
+from cascade.scores import Scores
 from plumbing.errors import DataError
 
 
@@ -25,16 +26,16 @@ def _scores(value):
 
 def test_failed_rerun_leaves_the_previous_report_whole(tmp_path, monkeypatch):
     out = tmp_path / "report"
-    report.write_report(_scores(1), out)  # no plan: no paste.json
+    Evaluation(_scores(1), None, 0.58).save(out)  # no plan: no paste.json
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     assert "paste.json" not in before
 
     def broken_chart(*args):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(report, "_chart", broken_chart)  # fails after the csv files, the table and paste.json
+    monkeypatch.setattr(report, "_chart", broken_chart)  # fails after paste.json, the csv files and the table
     with pytest.raises(DataError, match="report: cannot write"):
-        report.write_report(_scores(2), out, PastePlan((20,), {20: 0.5}))
+        Evaluation(_scores(2), PastePlan((20,), {20: 0.5}), 0.58).save(out)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert [p.name for p in tmp_path.iterdir()] == ["report"]  # no partial folder left
 
