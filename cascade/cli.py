@@ -5,8 +5,8 @@ from __future__ import annotations
 import functools
 import os
 import sys
-from typing import Sequence
 from pathlib import Path
+from typing import Sequence
 
 import click
 
