@@ -6,12 +6,15 @@ import functools
 import os
 import sys
 from pathlib import Path
+from typing import Sequence
 
 import click
 
 import plumbing  # noqa: F401  (the offline environment first)
 from convert.wrist_pose import TEST_BENT_SHARE
 from plumbing.errors import CascadeError
+
+from cascade.options import BentShareType, ModelsType, ShardType, renamed_option, workers_option
 
 
 def edge_tolerance_option(fn):
@@ -116,7 +119,7 @@ def synth(out, patients, test_patients, bent_share, test_bent_share, test_labels
 
 @main.command("check-data")
 @click.option("--data", required=True, type=click.Path(path_type=Path), help="Folder holding DCM/ and outputs_json/.")
-@click.option("--workers", default=None, type=click.IntRange(1), help="Decoding threads (default: all cores).")
+@workers_option(help="Decoding threads (default: all cores).")
 @edge_tolerance_option
 @user_errors
 def check_data(data, workers, edge_tolerance):
@@ -128,8 +131,7 @@ def check_data(data, workers, edge_tolerance):
     from convert.check import check_dataset
 
     with Progress("checking") as progress:
-        report = check_dataset(data, **({"workers": workers} if workers else {}), progress=progress,
-                               edge_tolerance=edge_tolerance)
+        report = check_dataset(data, workers=workers, progress=progress, edge_tolerance=edge_tolerance)
     click.echo(report.summary())
     if not report.ok:
         sys.exit(1)
@@ -144,7 +146,7 @@ def check_data(data, workers, edge_tolerance):
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the fold split.")
 @click.option("--skip-bad", is_flag=True, help="Drop images with problems (and report them) instead of stopping.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output folder.")
-@click.option("--workers", default=None, type=click.IntRange(1), help="Threads (default: all cores).")
+@workers_option(help="Threads (default: all cores).")
 @click.option("--region-shape", default="ellipse", show_default=True, type=click.Choice(["ellipse", "box", "none"]),
               help="How the carpal region (class 29, for stage 1 to detect) is drawn; none: the 29 bones only.")
 @edge_tolerance_option
@@ -161,7 +163,7 @@ def convert_cmd(data, out, folds, fold, imgsz, seed, skip_bad, overwrite, worker
     with Progress("converting") as progress:
         result = convert_to_yolo(data, out, folds=folds, fold=fold, imgsz=imgsz, seed=seed, skip_bad=skip_bad,
                                  overwrite=overwrite, progress=progress, edge_tolerance=edge_tolerance,
-                                 **region, **({"workers": workers} if workers else {}))
+                                 workers=workers, **region)
     for p in result.problems:
         click.echo(f"skipped {p}", err=True)
     echo_warnings(result.clips, result.oriented)
@@ -262,24 +264,43 @@ def train_stage2_cmd(data, config, overrides):
 @click.option("--tta", is_flag=True, help="Horizontal-flip test-time augmentation in stage 2.")
 @click.option("--batch", default=4, show_default=True, type=click.IntRange(1), help="Images per forward pass.")
 @click.option("--skip-bad", is_flag=True, help="Leave unreadable images empty and report them instead of stopping.")
-@click.option("--shard", default="0/1", show_default=True,
+@click.option("--shard", default="0/1", show_default=True, type=ShardType(),
               help="i/n: predict every n-th image from the i-th (0-based) on; join parts with merge-submissions.")
-@click.option("--workers", default=None, type=click.IntRange(1),
-              help="Threads decoding and encoding images (default: all cores; with several shards on one machine, "
-                   "its cores divided among them).")
+@workers_option(help="Threads decoding and encoding images (default: all cores; with several shards on one "
+                     "machine, its cores divided among them).")
 @user_errors
-def predict(workers, **options):
+def predict(images, out, stage1, stage2, base, stage1_only, paste_file, tta, shard, **options):
     """Predict every image and write the RLE submission (atomically), checked as validate-submission would."""
     from cascade.predict import run_prediction
 
+    check_predict_options(stage1, stage2, base, stage1_only, paste_file, tta, shard)
     with Progress("predicting") as progress:
-        summary = run_prediction(**options, progress=progress, **({"workers": workers} if workers else {}))
+        summary = run_prediction(images, out, stage1 or None, None if stage1_only else stage2, shard=shard,
+                                 base=base, paste_file=paste_file, tta_hflip=tta, progress=progress, **options)
     if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 wrote the submission and reports it
         return
     for p in summary.skipped:
         click.echo(f"skipped (empty masks written) {p}", err=True)
     echo_warnings((), summary.oriented)
     click.echo(summary.describe() + "; the submission passed validate-submission")
+
+
+def check_predict_options(stage1: Sequence[Path], stage2: Sequence[Path], base: Path | None, stage1_only: bool,
+                          paste_file: Path | None, tta: bool, shard: tuple[int, int]) -> None:
+    """predict's options that only work together, checked before anything is read."""
+    from stage2_segment.distributed import launched_by_torchrun
+
+    if not stage1 and base is None:
+        raise click.UsageError("--stage1 is required (or --base, a full-hand submission to paste stage 2 over)")
+    if base is not None and stage1_only:
+        raise click.UsageError("--stage1-only writes stage 1's own prediction: drop --base, or drop --stage1-only")
+    if not stage1_only and not stage2:
+        raise click.UsageError("--stage2 is required unless --stage1-only is given")
+    if stage1_only and (stage2 or paste_file or tta):
+        raise click.UsageError("--stage1-only leaves stage 2 out: drop --stage2, --paste-file and --tta, or drop it")
+    if shard != (0, 1) and launched_by_torchrun():
+        raise click.UsageError("--shard under torchrun: the launcher's rank and world size shard the images; "
+                               "drop --shard")
 
 
 @main.command("merge-submissions")
@@ -297,14 +318,17 @@ def merge_submissions_cmd(parts, out, images):
 
 @main.command()
 @click.option("--data", required=True, type=click.Path(path_type=Path), help="Labelled folder (DCM/ + outputs_json/).")
-@click.option("--folds", "folds_file", type=click.Path(path_type=Path),
+@click.option("--folds-file", type=click.Path(path_type=Path),
               help="folds.json written by `cascade convert` (needed unless --submission scores every image).")
+@renamed_option("--folds", "--folds-file", type=click.Path(path_type=Path))
 @click.option("--fold", "folds", multiple=True, type=click.IntRange(0),
               help="Held-out fold to score (default 0). Repeat it, with one --stage1 (and --stage2) per fold in the "
                    "same order, to pool the folds: every image scored by the models that never saw it.")
-@click.option("--stage1", multiple=True, help="Stage 1 weights (.pt) of the fold; a,b,c (commas) scores their "
-                                              "ensemble, as repeated --stage1 in predict makes it.")
-@click.option("--stage2", multiple=True, help="Stage 2 checkpoint of the fold; a,b,c scores their ensemble.")
+@click.option("--stage1", multiple=True, type=ModelsType(),
+              help="Stage 1 weights (.pt) of the fold; a,b,c (commas) scores their ensemble, as repeated --stage1 "
+                   "in predict makes it.")
+@click.option("--stage2", multiple=True, type=ModelsType(),
+              help="Stage 2 checkpoint of the fold; a,b,c scores their ensemble.")
 @click.option("--submission", type=click.Path(path_type=Path), help="Score this submission CSV instead of models.")
 @click.option("--labels", type=click.Path(path_type=Path),
               help="With --submission: the labels kept apart from --data's images (<patient>/<image>.json, e.g. "
@@ -315,7 +339,7 @@ def merge_submissions_cmd(parts, out, images):
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Report folder.")
 @click.option("--device", default=None, help="cpu, cuda, cuda:0 ...")
 @click.option("--tta", is_flag=True, help="Horizontal-flip test-time augmentation in stage 2.")
-@click.option("--bent-share", default=str(TEST_BENT_SHARE), show_default=True,
+@click.option("--bent-share", default=str(TEST_BENT_SHARE), show_default=True, type=BentShareType(),
               help="Share of bent wrists to weigh the held-out images to (the real test set's); 'none' for a plain "
                    "mean. The paste plan and its settings are chosen on this mix.")
 @edge_tolerance_option

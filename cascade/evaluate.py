@@ -236,17 +236,17 @@ class Evaluation:
 
 
 def run_evaluation(data: str | Path, out: str | Path, folds_file: str | Path | None = None,
-                   folds: Sequence[int] = (), stage1: Sequence[str] = (), stage2: Sequence[str] = (),
+                   folds: Sequence[int] = (), stage1: Sequence[Path | list[Path]] = (),
+                   stage2: Sequence[Path | list[Path]] = (),
                    submission: str | Path | None = None, labels: str | Path | None = None,
                    base: str | Path | None = None, device: str | None = None,
-                   tta: bool = False, bent_share: str | float | None = TEST_BENT_SHARE,
+                   tta: bool = False, bent_share: float | None = TEST_BENT_SHARE,
                    edge_tolerance: float = EDGE_TOLERANCE,
                    progress: Callable[[int, int], None] | None = None) -> Evaluation:
     """`cascade evaluate` with its options as plain values: the submission scored (score_submission), or each
     fold's models (evaluate_folds), one stage1 / stage2 per fold in the order of `folds` (default fold 0), each
-    one model or an ensemble written a,b,c. The combination is checked, and `out` (the report folder), before
+    one model or an ensemble (a list). The combination is checked, and `out` (the report folder), before
     any scoring; errors name the command's options."""
-    bent_share = parse_bent_share(bent_share)
     folds = tuple(folds) or (0,)
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -274,30 +274,8 @@ def run_evaluation(data: str | Path, out: str | Path, folds_file: str | Path | N
         raise CascadeError(f"{len(folds)} fold(s) need as many --stage1 (got {len(stage1)}"
                            f"{'; or none with --base' if base is not None else ''}) and --stage2 "
                            f"(got {len(stage2)}; or none), in the order of the folds")
-    firsts = map(parse_models, stage1) if stage1 else [None] * len(folds)
-    runs = list(zip(folds, firsts, map(parse_models, stage2) if stage2 else [None] * len(folds)))
+    runs = list(zip(folds, stage1 or [None] * len(folds), stage2 or [None] * len(folds)))
     scores, plan = evaluate_folds(data, folds_file, runs, device=device, tta_hflip=tta, progress=progress,
                                   bent_share=bent_share, base=base, edge_tolerance=edge_tolerance)
     return Evaluation(scores, plan, bent_share)
 
-
-def parse_models(text: str) -> Path | list[Path]:
-    """One fold's model, or its ensemble written a,b,c."""
-    paths = [Path(p.strip()) for p in str(text).split(",") if p.strip()]
-    if not paths:
-        raise CascadeError(f"--stage1/--stage2 {text!r}: no model path")
-    return paths[0] if len(paths) == 1 else paths
-
-
-def parse_bent_share(value: str | float | None) -> float | None:
-    """--bent-share: a share between 0 and 1, or none/off (None: a plain mean)."""
-    text = str(value)
-    if text.strip().lower() in ("none", "off"):
-        return None
-    try:
-        share = float(text)
-    except ValueError:
-        share = -1.0
-    if not 0.0 <= share <= 1.0:
-        raise CascadeError(f"--bent-share {value!r}: expected a share between 0 and 1, or 'none'")
-    return share

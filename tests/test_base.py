@@ -130,7 +130,7 @@ def test_evaluate_over_a_base(stage2_run, synth_root, yolo_set, truth, tmp_path)
     data, folds = synth_root / "train", yolo_set / "folds.json"
 
     def evaluate(base, out):
-        result = run("evaluate", "--data", data, "--folds", folds, "--fold", 0, "--base", base,
+        result = run("evaluate", "--data", data, "--folds-file", folds, "--fold", 0, "--base", base,
                      "--stage2", stage2_run.best, "--out", out, "--device", "cpu")
         assert result.exit_code == 0, result.output
         return pd.read_csv(out / "dice.csv", index_col="class"), json.loads((out / "paste.json").read_text())
@@ -150,7 +150,7 @@ def test_evaluate_over_a_base(stage2_run, synth_root, yolo_set, truth, tmp_path)
 
     fold_names = {i.name for i in held_out(data, folds, 0)}
     partial = base_file(tmp_path / "partial.csv", truth, names=set(list(fold_names)[1:]))
-    result = run("evaluate", "--data", data, "--folds", folds, "--fold", 0, "--base", partial,
+    result = run("evaluate", "--data", data, "--folds-file", folds, "--fold", 0, "--base", partial,
                  "--stage2", stage2_run.best, "--out", tmp_path / "p", "--device", "cpu")
     assert result.exit_code == 2 and "partial.csv" in result.output and "fold 0" in result.output
 

@@ -68,7 +68,7 @@ def test_region_at_the_border_and_a_non_square_image(stage1_run, stage2_run):
 
 def test_evaluate_writes_both_columns_and_a_plan_that_predict_uses(stage1_run, stage2_run, synth_root, yolo_set,
                                                                     tmp_path):
-    result = run("evaluate", "--data", synth_root / "train", "--folds", yolo_set / "folds.json", "--fold", 0,
+    result = run("evaluate", "--data", synth_root / "train", "--folds-file", yolo_set / "folds.json", "--fold", 0,
                  "--stage1", stage1_run.best, "--stage2", stage2_run.best, "--out", tmp_path / "r", "--device", "cpu",
                  "--bent-share", "none")  # the plan then follows dice.csv's plain means (the mix: test_pose.py)
     assert result.exit_code == 0, result.output
@@ -107,7 +107,7 @@ def test_folds_pool_out_of_fold_into_one_report(stage1_run, stage2_run, synth_ro
         np.testing.assert_array_equal(pooled.dice[method], single[0].dice[method] + single[1].dice[method])
     assert plan is not None and set(plan.classes) <= set(CARPAL_INDICES)
 
-    base = ["evaluate", "--data", data, "--folds", folds, "--device", "cpu"]
+    base = ["evaluate", "--data", data, "--folds-file", folds, "--device", "cpu"]
     result = run(*base, "--out", tmp_path / "r", "--fold", 0, "--fold", 1,
                  "--stage1", stage1_run.best, "--stage1", stage1_run.best)
     assert result.exit_code == 0, result.output
@@ -119,7 +119,7 @@ def test_folds_pool_out_of_fold_into_one_report(stage1_run, stage2_run, synth_ro
 
 
 def test_evaluate_scores_an_ensemble_given_with_commas(stage1_run, stage2_run, synth_root, yolo_set, tmp_path):
-    base = ["evaluate", "--data", synth_root / "train", "--folds", yolo_set / "folds.json", "--device", "cpu"]
+    base = ["evaluate", "--data", synth_root / "train", "--folds-file", yolo_set / "folds.json", "--device", "cpu"]
     single = run(*base, "--out", tmp_path / "one", "--stage1", stage1_run.best, "--stage2", stage2_run.best)
     twice = run(*base, "--out", tmp_path / "two", "--stage1", f"{stage1_run.best},{stage1_run.best}",
                 "--stage2", f"{stage2_run.best}, {stage2_run.best}")

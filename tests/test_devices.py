@@ -26,7 +26,7 @@ def test_a_lacking_device_is_one_line(device, stage1_run, stage2_run, synth_root
     for args in (
             ["predict", "--stage1", str(stage1_run.best), "--stage2", str(stage2_run.best), "--images", str(images),
              "--out", str(tmp_path / "s.csv")],
-            ["evaluate", "--data", str(synth_root / "train"), "--folds", str(yolo_set / "folds.json"), "--stage1",
+            ["evaluate", "--data", str(synth_root / "train"), "--folds-file", str(yolo_set / "folds.json"), "--stage1",
              str(stage1_run.best), "--stage2", str(stage2_run.best), "--out", str(tmp_path / "r")],
             ["visualize", "--image", str(image), "--stage1", str(stage1_run.best), "--out", str(tmp_path / "v.png")]):
         _one_line(runner.invoke(main, args + common), device)

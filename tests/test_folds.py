@@ -71,6 +71,6 @@ def test_cli_evaluate_with_a_folder_as_folds_is_one_line(tmp_path):
     from cascade.cli import main
 
     (tmp_path / "s.csv").write_text("image_name,class,rle\n")
-    result = CliRunner().invoke(main, ["evaluate", "--data", str(tmp_path), "--folds", str(tmp_path),
+    result = CliRunner().invoke(main, ["evaluate", "--data", str(tmp_path), "--folds-file", str(tmp_path),
                                        "--submission", str(tmp_path / "s.csv"), "--out", str(tmp_path / "rep")])
     assert result.exit_code == 2 and result.output == f"error: {tmp_path}: is a folder, not a folds file\n"

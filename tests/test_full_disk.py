@@ -83,7 +83,7 @@ def test_predict_evaluate_and_convert_name_their_output(small_disk, synth_root, 
     cmds = {
         "predict": _cli(f"predict --stage1 {stage1_run.best} --stage1-only --images {synth_root / 'test' / 'DCM'} "
                         f"--out {disk}/sub.csv --device cpu"),
-        "evaluate": _cli(f"evaluate --data {synth_root / 'train'} --folds {yolo_set / 'folds.json'} --stage1 "
+        "evaluate": _cli(f"evaluate --data {synth_root / 'train'} --folds-file {yolo_set / 'folds.json'} --stage1 "
                          f"{stage1_run.best} --out {disk}/report --device cpu"),
         "convert": _cli(f"convert --data {synth_root / 'train'} --out {disk}/yolo --folds 3"),
     }

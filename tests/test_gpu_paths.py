@@ -60,7 +60,7 @@ def test_validation_streams_its_crops(monkeypatch):
     import numpy as np
 
     from configs import CONFIG_DIR
-    from stage2_segment import train
+    from stage2_segment import validation
     from stage2_segment.config import load_stage2_config
 
     loads, at_first_forward = [], []
@@ -83,9 +83,9 @@ def test_validation_streams_its_crops(monkeypatch):
         at_first_forward.append(at_first_forward[0] if at_first_forward else len(loads))
         return [torch.zeros(29, 8, 8) for _ in crops]
 
-    monkeypatch.setattr(train, "predict_crops", forward)
+    monkeypatch.setattr(validation, "predict_crops", forward)
     cfg = load_stage2_config(CONFIG_DIR / "stage2_cpu.yaml", ["val_batch=4", "workers=1"])
-    dice = train.validate(torch.nn.Identity(), list(range(40)), Store(), cfg, torch.device("cpu"), distributed.Dist())
+    dice = validation.validate(torch.nn.Identity(), list(range(40)), Store(), cfg, torch.device("cpu"), distributed.Dist())
     assert len(loads) == 40 and dice.counts.sum() == 40
     assert at_first_forward[0] <= cfg.val_batch + 2 * cfg.workers  # a batch, plus what the readers keep ahead
 

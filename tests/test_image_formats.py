@@ -147,7 +147,7 @@ def test_evaluate_scores_against_masks_at_the_annotated_size(formats, fmt, synth
     assert (pd.read_csv(tmp_path / "p" / "dice.csv")["submission_dice"] == 1.0).all()
 
     assert f["convert"].exit_code == 0, f["convert"].output
-    scored = run("evaluate", "--data", f["data"], "--folds", f["yolo"] / "folds.json", "--fold", 0,
+    scored = run("evaluate", "--data", f["data"], "--folds-file", f["yolo"] / "folds.json", "--fold", 0,
                  "--stage1", stage1_run.best, "--stage2", stage2_run.best, "--out", tmp_path / "r",
                  "--device", "cpu")
     assert scored.exit_code == 0, scored.output

@@ -67,7 +67,7 @@ def test_predict_evaluate_visualize_refuse_it(evil, synth_root, yolo_set, tmp_pa
     commands = [
         ["predict", "--stage1", str(path), "--stage1-only", "--images", str(synth_root / "test" / "DCM"),
          "--out", str(tmp_path / "s.csv"), "--device", "cpu"],
-        ["evaluate", "--data", str(synth_root / "train"), "--folds", str(yolo_set / "folds.json"),
+        ["evaluate", "--data", str(synth_root / "train"), "--folds-file", str(yolo_set / "folds.json"),
          "--stage1", str(path), "--out", str(tmp_path / "report"), "--device", "cpu"],
         ["visualize", "--image", str(image), "--stage1", str(path), "--out", str(tmp_path / "v.png"),
          "--device", "cpu"],
@@ -88,6 +88,6 @@ def test_ensembles_refuse_it(evil, stage1_run, synth_root, yolo_set, tmp_path):
     _refused(runner.invoke(main, ["predict", "--stage1", good, "--stage1", str(path), "--stage1-only", "--images",
                                   str(synth_root / "test" / "DCM"), "--out", str(tmp_path / "s.csv"),
                                   "--device", "cpu"]), path, marker)
-    _refused(runner.invoke(main, ["evaluate", "--data", str(synth_root / "train"), "--folds",
+    _refused(runner.invoke(main, ["evaluate", "--data", str(synth_root / "train"), "--folds-file",
                                   str(yolo_set / "folds.json"), "--stage1", f"{good},{path}",
                                   "--out", str(tmp_path / "report"), "--device", "cpu"]), path, marker)

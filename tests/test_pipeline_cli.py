@@ -84,7 +84,7 @@ def test_predict_needs_stage2_or_stage1_only(stage1_run, test_images, tmp_path):
 
 
 def test_evaluate_stage1_writes_the_report(stage1_run, synth_root, yolo_set, tmp_path):
-    result = run("evaluate", "--data", synth_root / "train", "--folds", yolo_set / "folds.json", "--fold", 0,
+    result = run("evaluate", "--data", synth_root / "train", "--folds-file", yolo_set / "folds.json", "--fold", 0,
                  "--stage1", stage1_run.best, "--out", tmp_path / "report", "--device", "cpu")
     assert result.exit_code == 0, result.output
     df = pd.read_csv(tmp_path / "report" / "dice.csv")
@@ -125,40 +125,66 @@ def test_evaluate_scores_a_submission_against_labels_kept_apart(tmp_path):
     assert unlabelled.exit_code == 2 and "outputs_json" in unlabelled.output
     missing = run(*args, "--labels", tmp_path / "nowhere", "--out", tmp_path / "r3")
     assert missing.exit_code == 2 and "nowhere: labels folder not found" in missing.output
-    mixed = run(*args, "--labels", summary["test_labels"], "--folds", tmp_path / "f.json", "--out", tmp_path / "r4")
+    mixed = run(*args, "--labels", summary["test_labels"], "--folds-file", tmp_path / "f.json",
+                "--out", tmp_path / "r4")
     assert mixed.exit_code == 2 and "--labels" in mixed.output
 
 
-@pytest.mark.parametrize("options", [
-    {},
-    {"base": "b.csv", "stage1_only": True},
-    {"stage1": ["s1.pt"]},
-    {"stage1": ["s1.pt"], "stage1_only": True, "tta": True},
-    {"stage1": ["s1.pt"], "stage1_only": True, "shard": "1/2/3"},
+@pytest.mark.parametrize("args, words", [
+    ([], "--stage1 is required"),
+    (["--base", "b.csv", "--stage1-only"], "drop --base"),
+    (["--stage1", "s1.pt"], "--stage2 is required"),
+    (["--stage1", "s1.pt", "--stage1-only", "--tta"], "--stage1-only leaves stage 2 out"),
+    (["--stage1", "s1.pt", "--stage1-only", "--shard", "1/2/3"], "'--shard': '1/2/3': expected i/n"),
+    (["--stage1", "s1.pt", "--stage1-only", "--shard", "2/2"], "'--shard': '2/2': expected 0 <= i < n"),
 ])
-def test_predict_is_a_library_function_with_the_commands_errors(synth_root, tmp_path, options):
-    from cascade.predict import run_prediction
-    from plumbing.errors import CascadeError
+def test_predict_options_are_checked_where_they_are_parsed(synth_root, tmp_path, args, words):
+    """A bad value or combination is click's usage error: one Error line naming the flag, exit 2, nothing read
+    or written."""
+    result = run("predict", "--images", synth_root / "test" / "DCM", "--out", tmp_path / "s.csv", *args)
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert result.exit_code == 2 and len(errors) == 1 and words in errors[0], result.output
+    assert "Traceback" not in result.output and not (tmp_path / "s.csv").exists()
 
-    images, out = synth_root / "test" / "DCM", tmp_path / "s.csv"
-    with pytest.raises(CascadeError) as raised:
-        run_prediction(images, out, **options)
-    args = []
-    for key, value in options.items():
-        flag = "--" + key.replace("_", "-")
-        args += [flag] if value is True else [a for v in (value if isinstance(value, list) else [value])
-                                              for a in (flag, v)]
-    result = run("predict", "--images", images, "--out", out, *args)
-    assert result.exit_code == 2 and result.output == f"error: {raised.value}\n"
+
+def test_predict_from_python_takes_typed_values(stage1_run, test_images, tmp_path):
+    from cascade.predict import run_prediction
+
+    summary = run_prediction(test_images, tmp_path / "part.csv", stage1_run.best, None, shard=(1, 3), device="cpu",
+                             workers=2)
+    assert summary.images == 2 and (tmp_path / "part.csv").is_file()
+    with pytest.raises(ValueError):
+        run_prediction(test_images, tmp_path / "bad.csv", stage1_run.best, None, shard=(3, 3), device="cpu")
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--folds-file", "{folds}", "--stage1", " , "], "'--stage1': ' , ': no model path"),
+    (["--submission", "{truth}", "--bent-share", "1.5"], "'--bent-share': '1.5': expected a share between 0 and 1"),
+    (["--folds-file", "{folds}", "--folds", "{folds}", "--stage1", "s1.pt"], "--folds is the old spelling"),
+])
+def test_evaluate_option_values_are_checked_where_they_are_parsed(synth_root, yolo_set, tmp_path, args, words):
+    write_submission(tmp_path / "t.csv", {scan(synth_root / "train").items[0].name: [""] * 29})
+    fill = {"truth": tmp_path / "t.csv", "folds": yolo_set / "folds.json"}
+    args = [a.format(**fill) for a in args]
+    result = run("evaluate", "--data", synth_root / "train", "--out", tmp_path / "r", *args)
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert result.exit_code == 2 and len(errors) == 1 and words in errors[0], result.output
+    assert "Traceback" not in result.output and not (tmp_path / "r").exists()
+
+
+def test_evaluate_still_takes_the_old_folds_spelling_with_a_note(synth_root, yolo_set, tmp_path):
+    args = ["evaluate", "--data", synth_root / "train", "--stage1", tmp_path / "none.pt", "--out", tmp_path / "r"]
+    old = run(*args, "--folds", yolo_set / "folds.json")
+    new = run(*args, "--folds-file", yolo_set / "folds.json")
+    assert old.output == "note: --folds is now spelled --folds-file\n" + new.output
+    assert old.exit_code == new.exit_code == 2 and "none.pt: model file not found" in new.output
 
 
 @pytest.mark.parametrize("options", [
     {"submission": "{truth}", "stage1": ["s1.pt"]},
-    {"stage1": ["s1.pt"]},  # no --folds
+    {"stage1": ["s1.pt"]},  # no --folds-file
     {"folds_file": "{folds}", "base": "{truth}"},  # --base without --stage2
     {"folds_file": "{folds}", "folds": [0, 1], "stage1": ["s1.pt"]},
-    {"folds_file": "{folds}", "stage1": [" , "]},
-    {"submission": "{truth}", "bent_share": "1.5"},
 ])
 def test_evaluate_is_a_library_function_with_the_commands_errors(synth_root, yolo_set, tmp_path, options):
     from cascade.evaluate import run_evaluation
@@ -172,7 +198,7 @@ def test_evaluate_is_a_library_function_with_the_commands_errors(synth_root, yol
         run_evaluation(synth_root / "train", tmp_path / "r", **options)
     args = []
     for key, value in options.items():
-        flag = "--" + {"folds_file": "folds", "folds": "fold"}.get(key, key).replace("_", "-")
+        flag = "--" + {"folds": "fold"}.get(key, key).replace("_", "-")
         args += [a for v in (value if isinstance(value, list) else [value]) for a in (flag, v)]
     result = run("evaluate", "--data", synth_root / "train", "--out", tmp_path / "r", *args)
     assert result.exit_code == 2 and result.output == f"error: {raised.value}\n"
@@ -258,7 +284,7 @@ def test_a_stage1_only_report_removes_an_earlier_paste_plan(stage1_run, synth_ro
     report = tmp_path / "report"
     report.mkdir()
     (report / "paste.json").write_text("{}")
-    result = run("evaluate", "--data", synth_root / "train", "--folds", yolo_set / "folds.json",
+    result = run("evaluate", "--data", synth_root / "train", "--folds-file", yolo_set / "folds.json",
                  "--stage1", stage1_run.best, "--out", report, "--device", "cpu")
     assert result.exit_code == 0, result.output
     assert not (report / "paste.json").exists()

@@ -94,7 +94,7 @@ def test_second_stage1_training_and_second_evaluate_are_refused(yolo_set, synth_
 
     out = tmp_path / "report"
     holder(out)
-    result = CliRunner().invoke(main, ["evaluate", "--data", str(synth_root / "train"), "--folds",
+    result = CliRunner().invoke(main, ["evaluate", "--data", str(synth_root / "train"), "--folds-file",
                                        str(yolo_set / "folds.json"), "--submission", str(tmp_path / "none.csv"),
                                        "--out", str(out)])
     _one_error_naming(result, out)

@@ -29,7 +29,8 @@ from stage2_segment.geometry import (MAX_LINEAR_SHRINK, crop_matrix, crop_padded
                                      resize_image, resize_masks, to_native, warp, warp_image)
 from stage2_segment.model import Preprocess
 from stage2_segment.predict import Stage2Model, predict_crops
-from stage2_segment.train import ValDice, lr_factor, train_stage2
+from stage2_segment.train import lr_factor, train_stage2
+from stage2_segment.validation import ValDice
 
 CPU_CONFIG = "configs/stage2_cpu.yaml"
 TINY = ["epochs=1", "input_size=64", "batch=4", "workers=0", "device=cpu", "folds=3",
@@ -471,7 +472,7 @@ def test_validation_on_the_device_scores_as_the_host_did(trained, synth_root):
     crops (what validation computed before it stayed on the device)."""
     from convert.dice import dice_per_class
     from stage2_segment.data import preprocess_of, split_items
-    from stage2_segment.train import validate
+    from stage2_segment.validation import validate
     from stage2_segment import distributed
     from stage2_segment.model import build_unet
 
