@@ -23,7 +23,7 @@ import torch
 
 import plumbing  # noqa: F401  (the offline environment first)
 from stage2_segment.config import load_stage2_config
-from stage2_segment.data import TrainCrops, scan_labelled, split_items, store_of
+from stage2_segment.data import TrainCrops, scan_labelled, split_items, crop_store_for
 from stage2_segment.geometry import jitter_box, resize_image, resize_masks, rotation_margin, scale_box
 from synthetic_hands import generate
 
@@ -91,7 +91,7 @@ def main() -> None:
         generate(tmp / "data", args.patients, size=args.size, seed=args.seed)
         cfg = load_stage2_config(args.config, [f"cache_dir={tmp / 'cache'}", *args.overrides])
         split = split_items(scan_labelled(tmp / "data" / "train"), cfg)
-        store = store_of(cfg, tmp / "cache")
+        store = crop_store_for(cfg, tmp / "cache")
         store.build(split.train, 1)
         sides = [e.region[2] - e.region[0] for e in map(store.get, split.train)]
         rows = {name: rate(kind(split.train, store, cfg), args.passes)

@@ -22,7 +22,7 @@ import torch
 import plumbing  # noqa: F401  (the offline environment first)
 from stage2_segment.config import load_stage2_config
 from stage2_segment.distributed import default_workers
-from stage2_segment.data import TrainCrops, scan_labelled, split_items, store_of
+from stage2_segment.data import TrainCrops, scan_labelled, split_items, crop_store_for
 from stage2_segment.train import train_stage2
 from synthetic_hands import generate
 
@@ -70,9 +70,9 @@ def main() -> None:
               f"batch {cfg.batch}, workers {cfg.workers}, torch threads {torch.get_num_threads()}")
 
         rows = {}
-        plain_store = store_of(cfg, None)
+        plain_store = crop_store_for(cfg, None)
         rows["no cache"] = {"rate": pipeline_rate(split.train, plain_store, cfg, args.passes)}
-        cached_store = store_of(cfg, tmp / "cache")
+        cached_store = crop_store_for(cfg, tmp / "cache")
         t0 = time.perf_counter()
         cached_store.build(split.train + split.val, max(1, cfg.workers))
         build_s = time.perf_counter() - t0

@@ -78,10 +78,10 @@ def evaluate_folds(data: str | Path, folds_file: str | Path,
     folds = [fold for fold, _, _ in runs]
     _check_runs(runs, folds, base)
     items = held_out_folds(data, folds_file, folds)
-    full_hand = _checked_base(base, items, folds_file)
+    base_rows = _checked_base(base, items, folds_file)
     total, done, scores, candidates = sum(len(v) for v in items.values()), 0, Scores(), None
     for fold, stage1, stage2 in runs:
-        model = Cascade(stage1, stage2, device=device, tta_hflip=tta_hflip, conf=conf, base=full_hand)
+        model = Cascade(stage1, stage2, device=device, tta_hflip=tta_hflip, conf=conf, base=base_rows)
         candidates = _candidates(model, candidates, stage2)
         for start in range(0, len(items[fold]), batch):
             samples = list(iter_samples(items[fold][start:start + batch], edge_tolerance=edge_tolerance))
@@ -97,7 +97,7 @@ def evaluate_folds(data: str | Path, folds_file: str | Path,
 
 def _check_runs(runs, folds: list[int], base) -> None:
     """Every fold's files before the first fold's long scoring."""
-    from .pipeline import paths_of
+    from .pipeline import path_list
 
     if not runs or len(set(folds)) != len(folds):
         raise CascadeError(f"each fold is evaluated once: got folds {folds}")
@@ -106,36 +106,36 @@ def _check_runs(runs, folds: list[int], base) -> None:
     for _, stage1, stage2 in runs:
         if stage1 is None and base is None:
             raise CascadeError("give stage 1 weights for every fold, or a base submission")
-        for path in paths_of(stage1 or []) + (paths_of(stage2) if stage2 is not None else []):
+        for path in path_list(stage1 or []) + (path_list(stage2) if stage2 is not None else []):
             if not Path(path).is_file():
                 raise DataError(path, "model file not found")
     from stage1_detect.safe_load import check_stage1_file
 
     for _, stage1, _ in runs:  # every fold's, before the first fold is scored (ultralytics would run their code)
-        for path in paths_of(stage1 or []):
+        for path in path_list(stage1 or []):
             check_stage1_file(path)
 
 
 def _checked_base(base, items: dict, folds_file):
     """The base submission, checked to hold every held-out image; None without one."""
-    from convert.base_submission import BaseSubmission
+    from convert.submission_rows import SubmissionRows
 
     if base is None:
         return None
-    full_hand = BaseSubmission(base)
+    base_rows = SubmissionRows(base)
     for fold, fold_items in items.items():
-        full_hand.check_names([i.name for i in fold_items], f"fold {fold} of {folds_file}")
-    return full_hand
+        base_rows.check_names([i.name for i in fold_items], f"fold {fold} of {folds_file}")
+    return base_rows
 
 
 def _candidates(model, candidates: PastePlan | None, stage2) -> PastePlan | None:
     """The classes stage 2 may paste: the first fold's checkpoint's, which every later fold's must match."""
-    from .pipeline import paths_of
+    from .pipeline import path_list
 
     if model.stage2 is None:
         return candidates
     if candidates is not None and model.plan.classes != candidates.classes:
-        names = ", ".join(map(str, paths_of(stage2)))
+        names = ", ".join(map(str, path_list(stage2)))
         raise CascadeError(f"{names}: pastes other classes than the first fold's checkpoint")
     return candidates or model.plan
 
@@ -235,6 +235,22 @@ class Evaluation:
         return {"paste": folder / "paste.json"}
 
 
+def check_combination(folds: int, folds_file: bool, stage1: int, stage2: int, submission: bool, labels: bool,
+                      base: bool, tta: bool) -> None:
+    """run_evaluation's parameters that only work together (counts and presence, not values)."""
+    if submission and (stage1 or stage2 or tta or base):
+        raise ValueError("submission scores a CSV: pass no stage1, stage2, base or tta with it")
+    if labels and (not submission or folds_file):
+        raise ValueError("labels go with a submission of every image they name, without folds_file")
+    if not submission and ((not stage1 and not base) or not folds_file):
+        raise ValueError("stage1 (or base) and folds_file are required, or a submission to score")
+    if base and not submission and not stage2:
+        raise ValueError("base is scored with stage 2 pasted over it: pass stage2 too")
+    if not submission and (stage1 not in ((0, folds) if base else (folds,)) or stage2 not in (0, folds)):
+        raise ValueError(f"{folds} fold(s) need as many stage1 (got {stage1}; or none with base) and stage2 "
+                         f"(got {stage2}; or none), in the order of the folds")
+
+
 def run_evaluation(data: str | Path, out: str | Path, folds_file: str | Path | None = None,
                    folds: Sequence[int] = (), stage1: Sequence[Path | list[Path]] = (),
                    stage2: Sequence[Path | list[Path]] = (),
@@ -246,34 +262,20 @@ def run_evaluation(data: str | Path, out: str | Path, folds_file: str | Path | N
     """`cascade evaluate` with its options as plain values: the submission scored (score_submission), or each
     fold's models (evaluate_folds), one stage1 / stage2 per fold in the order of `folds` (default fold 0), each
     one model or an ensemble (a list). The combination is checked, and `out` (the report folder), before
-    any scoring; errors name the command's options."""
+    any scoring (a ValueError naming the parameters; the command checks its flags before calling)."""
     folds = tuple(folds) or (0,)
+    check_combination(len(folds), folds_file is not None, len(stage1), len(stage2), submission is not None,
+                      labels is not None, base is not None, tta)
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise CascadeError(f"{out}: expected a folder for the report")
     check_output(out / "dice.csv", [submission, base])
     check_report_folder(out)  # before the scoring, not after it
-    if submission is not None and (stage1 or stage2 or tta or base):
-        raise CascadeError("--submission scores a CSV: drop --stage1, --stage2, --base and --tta, or drop "
-                           "--submission")
-    if labels is not None and (submission is None or folds_file is not None):
-        raise CascadeError("--labels scores a --submission of every image it names: give --submission, and "
-                           "drop --folds")
     if submission is not None:
         by_fold = held_out_folds(data, folds_file, folds) if folds_file else None
         items = [i for f in folds for i in by_fold[f]] if by_fold else None
         return Evaluation(score_submission(submission, data, items, edge_tolerance=edge_tolerance, labels=labels),
                           None, bent_share)
-    if (not stage1 and base is None) or folds_file is None:
-        raise CascadeError("--stage1 (or --base) and --folds are required (or --submission to score a CSV)")
-    if base is not None and not stage2:
-        raise CascadeError("--base is scored with stage 2 pasted over it: give --stage2 (or score the base "
-                           "alone with --submission)")
-    if len(stage1) not in ((0, len(folds)) if base is not None else (len(folds),)) \
-            or len(stage2) not in (0, len(folds)):
-        raise CascadeError(f"{len(folds)} fold(s) need as many --stage1 (got {len(stage1)}"
-                           f"{'; or none with --base' if base is not None else ''}) and --stage2 "
-                           f"(got {len(stage2)}; or none), in the order of the folds")
     runs = list(zip(folds, stage1 or [None] * len(folds), stage2 or [None] * len(folds)))
     scores, plan = evaluate_folds(data, folds_file, runs, device=device, tta_hflip=tta, progress=progress,
                                   bent_share=bent_share, base=base, edge_tolerance=edge_tolerance)

@@ -9,7 +9,7 @@ from typing import Sequence
 
 import numpy as np
 
-from convert.base_submission import BaseSubmission
+from convert.submission_rows import SubmissionRows
 from convert.carpal_region import Region, RegionConfig, carpal_region
 from convert.rle import union_boxes
 from plumbing.errors import CascadeError
@@ -36,29 +36,29 @@ class Cascade:
     def __init__(self, stage1_weights: str | Path | Sequence[str | Path] | None,
                  stage2_checkpoint: str | Path | Sequence[str | Path] | None = None,
                  device: str | None = None, plan: PastePlan | None = None, tta_hflip: bool = False,
-                 conf: float | None = None, base: BaseSubmission | None = None):
+                 conf: float | None = None, base: SubmissionRows | None = None):
         from stage1_detect.predict import Stage1Model
 
         from .ensemble import Stage1Vote, Stage2Mean
 
         self.base, self.stage1, self.stage2 = base, None, None
-        firsts = [Stage1Model(w, device=device, conf=conf) for w in paths_of(stage1_weights or [])]
-        if firsts:
-            self.stage1 = firsts[0] if len(firsts) == 1 else Stage1Vote(firsts)
+        stage1_models = [Stage1Model(w, device=device, conf=conf) for w in path_list(stage1_weights or [])]
+        if stage1_models:
+            self.stage1 = stage1_models[0] if len(stage1_models) == 1 else Stage1Vote(stage1_models)
         elif base is None:
             raise CascadeError("the cascade needs stage 1 weights or a base submission")
         self.tta_hflip = tta_hflip
-        if stage2_checkpoint is not None and paths_of(stage2_checkpoint):
+        if stage2_checkpoint is not None and path_list(stage2_checkpoint):
             from stage2_segment.predict import Stage2Model
 
-            seconds = [Stage2Model(c, device=device) for c in paths_of(stage2_checkpoint)]
-            self.stage2 = seconds[0] if len(seconds) == 1 else Stage2Mean(seconds)
+            stage2_models = [Stage2Model(c, device=device) for c in path_list(stage2_checkpoint)]
+            self.stage2 = stage2_models[0] if len(stage2_models) == 1 else Stage2Mean(stage2_models)
             if self.stage1 is not None:
                 # crop exactly as stage 2 was trained to see crops; the fallback prior stays stage 1's own
                 self.stage1.region_cfg = replace(self.stage2.region_cfg, prior=self.stage1.region_cfg.prior)
             checkpoint_plan = PastePlan.of_checkpoint(self.stage2)
             if plan is not None:
-                plan.check(self.stage2.train_classes, paths_of(stage2_checkpoint)[0])
+                plan.check(self.stage2.train_classes, path_list(stage2_checkpoint)[0])
             self.plan = checkpoint_plan if plan is None else plan.with_defaults(checkpoint_plan)
         else:
             self.plan = PastePlan((), {})
@@ -66,9 +66,9 @@ class Cascade:
     def run(self, images: Sequence[np.ndarray], names: Sequence[str] | None = None) -> list[CascadeOutput]:
         """`names` (the images' file names) find their rows in the base submission, when there is one."""
         if self.base is None:
-            firsts = self.stage1.predict(images)
-            full, regions = [o.masks for o in firsts], [o.region for o in firsts]
-            boxes = [getattr(o, "boxes", None) for o in firsts]
+            stage1_out = self.stage1.predict(images)
+            full, regions = [o.masks for o in stage1_out], [o.region for o in stage1_out]
+            boxes = [getattr(o, "boxes", None) for o in stage1_out]
         else:
             if names is None or len(names) != len(images):
                 raise ValueError("a base submission needs the images' names")
@@ -114,6 +114,6 @@ class Cascade:
         return union_boxes(out.boxes, pasted)
 
 
-def paths_of(spec) -> list:
+def path_list(spec) -> list:
     """One path or several -> a list."""
     return [spec] if isinstance(spec, (str, Path)) else list(spec)

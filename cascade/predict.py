@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 import numpy as np
 
 from convert import rle
-from convert.base_submission import UNBOUNDED_HW, BaseSubmission
+from convert.submission_rows import UNBOUNDED_HW, SubmissionRows
 from convert.carpal_region import describe_sources
 from convert.classes import NUM_CLASSES
 from convert.images import AS_STORED, list_images, read_hw, read_image_oriented
@@ -23,7 +23,7 @@ from plumbing.errors import CascadeError, DataError, Problem
 from plumbing.parallel import bounded_map
 
 from .paste import PastePlan
-from .pipeline import Cascade, CascadeOutput, paths_of
+from .pipeline import Cascade, CascadeOutput, path_list
 
 if TYPE_CHECKING:
     from stage2_segment.distributed import Dist
@@ -69,12 +69,12 @@ def predict_folder(images: str | Path, out: str | Path, stage1: str | Path | Seq
     `shard=(i, n)` takes every n-th image from the i-th on, for n machines; `merge_submissions` joins the parts.
     workers: threads decoding and encoding images (None: all cores). gather (under torchrun): the shards' rows
     go to rank 0, which alone writes the whole submission."""
-    check_output(out, [*paths_of(stage1 or []), *paths_of(stage2 or []), paste_file, base], suffix=".csv")
+    check_output(out, [*path_list(stage1 or []), *path_list(stage2 or []), paste_file, base], suffix=".csv")
     paths = _shard_images(images, shard)
     plan = PastePlan.load(paste_file) if paste_file else None
-    full_hand, stored = _checked_base(base, paths, images, skip_bad)
-    model = Cascade(stage1, stage2, device=device, plan=plan, tta_hflip=tta_hflip, base=full_hand)
-    predictor = Predictor(model, full_hand, stored, skip_bad, batch, Path(out))
+    base_rows, stored = _checked_base(base, paths, images, skip_bad)
+    model = Cascade(stage1, stage2, device=device, plan=plan, tta_hflip=tta_hflip, base=base_rows)
+    predictor = Predictor(model, base_rows, stored, skip_bad, batch, Path(out))
     workers = (os.cpu_count() or 1) if workers is None else workers
     start = time.perf_counter()
     if gather is None:
@@ -97,29 +97,29 @@ def _shard_images(images: str | Path, shard: tuple[int, int]) -> list[Path]:
 
 
 def _checked_base(base: str | Path | None, paths: list[Path], images: str | Path,
-                  skip_bad: bool) -> tuple[BaseSubmission | None, dict[str, tuple[int, int]]]:
+                  skip_bad: bool) -> tuple[SubmissionRows | None, dict[str, tuple[int, int]]]:
     """The base submission and each image's size from its header, checked before any model is loaded."""
     if base is None:
         return None, {}
-    full_hand, stored = BaseSubmission(base), {}
-    full_hand.check_names([p.name for p in paths], str(images))
+    base_rows, stored = SubmissionRows(base), {}
+    base_rows.check_names([p.name for p in paths], str(images))
     for p in paths:
         try:
             stored[p.name] = read_hw(p)
         except DataError as exc:
             if not skip_bad:
                 raise DataError(exc.path, exc.reason + _SKIP_BAD_HINT) from None
-    full_hand.check(stored)
-    return full_hand, stored
+    base_rows.check(stored)
+    return base_rows, stored
 
 
 class Predictor:
     """One predict_folder call: the model, and the submission's rows and summary as they are built. predict
     runs the images through (write then checks and writes the CSV); the methods below follow in run order."""
 
-    def __init__(self, model: Cascade, full_hand: BaseSubmission | None, stored: dict[str, tuple[int, int]],
+    def __init__(self, model: Cascade, base_rows: SubmissionRows | None, stored: dict[str, tuple[int, int]],
                  skip_bad: bool, batch: int, out: Path):
-        self.model, self.full_hand, self.skip_bad, self.batch = model, full_hand, skip_bad, batch
+        self.model, self.base_rows, self.skip_bad, self.batch = model, base_rows, skip_bad, batch
         self.stored = stored  # image name -> (H, W) from its header; only with a base
         self.summary = PredictSummary(out)
         self.encoded: dict[str, list[str]] = {}  # image name -> its 29 RLE rows
@@ -151,9 +151,9 @@ class Predictor:
             raise DataError(problem.path, problem.reason + _SKIP_BAD_HINT)
         self.summary.skipped.append(problem)
         # keeps the submission complete (the base's rows where there is one); reported as skipped
-        self.encoded[path.name] = self.full_hand.rows(path.name) if self.full_hand else [""] * NUM_CLASSES
+        self.encoded[path.name] = self.base_rows.rows(path.name) if self.base_rows else [""] * NUM_CLASSES
         # empty masks fit any size; the base's rows were checked against the header's size, if readable
-        self.summary.sizes[path.name] = self.stored.get(path.name, UNBOUNDED_HW) if self.full_hand else (0, 0)
+        self.summary.sizes[path.name] = self.stored.get(path.name, UNBOUNDED_HW) if self.base_rows else (0, 0)
 
     def _queue(self, path: Path, decoded: tuple[np.ndarray, int], finisher: ThreadPoolExecutor) -> None:
         image, orientation = decoded
@@ -180,9 +180,9 @@ class Predictor:
     def _encode(self, result: CascadeOutput, name: str) -> list[str]:
         boxes = self.model.final_boxes(result)  # before the paste: the masks change in place
         masks = self.model.final_masks(result)
-        if self.full_hand is None:
+        if self.base_rows is None:
             return encode_masks(masks, boxes)
-        rows = self.full_hand.rows(name)  # the base's own text for every class not pasted
+        rows = self.base_rows.rows(name)  # the base's own text for every class not pasted
         for c in self.model.plan.classes if result.probs is not None else ():
             rows[c] = rle.encode(masks[c], None if boxes is None else boxes[c])
         return rows

@@ -82,12 +82,12 @@ def class_indices(names: Sequence[str]) -> list[int]:
     return [CLASS_INDEX[n] for n in names]
 
 
-def preprocess_of(cfg: Stage2Config) -> Preprocess:
+def preprocess_for(cfg: Stage2Config) -> Preprocess:
     a, n = cfg.augment, cfg.normalize
     return Preprocess(n.mean, n.std, a.clahe, a.clahe_clip, a.clahe_tiles)
 
 
-def store_of(cfg: Stage2Config, cache_dir: Path | None) -> EntryStore:
+def crop_store_for(cfg: Stage2Config, cache_dir: Path | None) -> EntryStore:
     return EntryStore(cfg.region, reach(cfg.jitter.shift, cfg.jitter.scale[1], cfg.augment.rotate), cache_dir,
                       cfg.edge_tolerance)
 
@@ -108,7 +108,7 @@ class TrainCrops(torch.utils.data.Dataset):
         self.classes = class_indices(cfg.train_classes)
         self.prior_cfg, self.prior_classes, self.file_priors = cfg.prior, cfg.prior.indices, file_priors
         self.size, self.jitter, self.augment = cfg.input_size, cfg.jitter, cfg.augment
-        self.preprocess = preprocess_of(cfg)
+        self.preprocess = preprocess_for(cfg)
         a = cfg.augment
         self.tone = A.RandomBrightnessContrast(a.brightness, a.contrast, p=a.brightness_contrast_prob)
 

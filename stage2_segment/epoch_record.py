@@ -29,7 +29,7 @@ def saved_rows(ckpt: dict | None) -> list[dict] | None:
     return [dict(r) for r in rows] if isinstance(rows, list) else None
 
 
-def best_of(ckpt: dict) -> dict:
+def best_checkpoint(ckpt: dict) -> dict:
     """best.pt's dict from last.pt's: the same weights and description, without the resume states."""
     return {k: v for k, v in ckpt.items() if k not in (*RESUME, ROWS_KEY, BEST_EPOCH_KEY)}
 
@@ -45,5 +45,5 @@ def restore_best(resumed: dict, best_path: Path, log: Callable[[str], None]) -> 
                 return
         except Exception:  # noqa: BLE001  (unreadable: rewritten below)
             pass
-    save_checkpoint(best_of(resumed), best_path)
+    save_checkpoint(best_checkpoint(resumed), best_path)
     log(f"restored {best_path} (epoch {best_epoch}) from last.pt: the run had stopped before writing it")

@@ -13,7 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
-from convert.base_submission import BaseSubmission
+from convert.submission_rows import SubmissionRows
 from convert.classes import NUM_CLASSES
 from convert.dataset import Item
 from plumbing.parallel import bounded_map
@@ -26,7 +26,7 @@ class FilePriors:
     def __init__(self, path: str | Path, classes: Sequence[int], items: Sequence[Item]):
         """Reads and checks the file's format and that it names every image of items (nothing decoded yet)."""
         self.path, self.classes = Path(path), list(classes)
-        self.submission: BaseSubmission | None = BaseSubmission(self.path)
+        self.submission: SubmissionRows | None = SubmissionRows(self.path)
         self.submission.check_names([it.name for it in items], "the training and validation images")
         self._packed: dict[str, PackedMasks] = {}
 

@@ -30,8 +30,8 @@ from . import distributed, epoch_record
 from .cache import EntryStore
 from .checkpoint import check_same, load_checkpoint, load_weights, make_checkpoint, plain, save_checkpoint
 from .config import Stage2Config
-from .data import (Split, TrainCrops, class_indices, preprocess_of, scan_labelled, split_items, split_prior,
-                   store_of, write_folds)
+from .data import (Split, TrainCrops, class_indices, preprocess_for, scan_labelled, split_items, split_prior,
+                   crop_store_for, write_folds)
 from .file_priors import FilePriors
 from .model import IN_CHANNELS, build_unet, dice_bce_loss
 from .precision import Precision
@@ -129,7 +129,7 @@ class Stage2Trainer:
         checked and kept, then the run folder."""
         cfg, split, dist = self.cfg, self.split, self.dist
         cache_dir = (Path(cfg.cache_dir) if cfg.cache_dir else offline.CACHE_DIR / "stage2") if cfg.cache else None
-        store = store_of(cfg, cache_dir)
+        store = crop_store_for(cfg, cache_dir)
         t0 = time.perf_counter()
         clips = store.build(split.train[dist.rank::dist.world] + split.val[dist.rank::dist.world],
                             max(1, cfg.workers))
@@ -270,7 +270,7 @@ class Stage2Trainer:
         top = best_row(rows)
         save_checkpoint(epoch_record.committed(last, rows, top["epoch"] if top else None), self.last_path)
         if improved:
-            save_checkpoint(epoch_record.best_of(last), self.best_path)
+            save_checkpoint(epoch_record.best_checkpoint(last), self.best_path)
 
     def _record_epoch(self, row: dict, dice: np.ndarray | None, wait: float) -> None:
         """The row into results.csv and TensorBoard, and the epoch's log line."""
@@ -304,7 +304,7 @@ def checkpoint_meta(cfg: Stage2Config) -> dict:
         "prior_min_carpals": cfg.prior.gate,
         "input_size": cfg.input_size, "train_classes": cfg.train_classes, "paste_classes": cfg.paste_classes,
         "paste_largest_component": cfg.paste_largest_component, "thresholds": cfg.thresholds(), "region": cfg.region,
-        "preprocess": preprocess_of(cfg).as_dict(),
+        "preprocess": preprocess_for(cfg).as_dict(),
         "tta_hflip": cfg.tta_hflip,
         "score": "mean carpal validation Dice at native resolution" + (
             f", bent and straight wrists weighed {cfg.bent_share:g} : {1 - cfg.bent_share:g}"

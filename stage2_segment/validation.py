@@ -16,7 +16,7 @@ from plumbing.parallel import bounded_map
 
 from . import distributed
 from .config import Stage2Config
-from .data import class_indices, preprocess_of, unpack_labels, val_crop
+from .data import class_indices, preprocess_for, unpack_labels, val_crop
 from .file_priors import FilePriors
 from .precision import Precision
 from .predict import predict_crops
@@ -52,7 +52,7 @@ def validate(net: torch.nn.Module, items, store, cfg: Stage2Config, device: torc
     so the best checkpoint can be chosen on the test set's mix of the two. Ranks share the images."""
     classes = class_indices(cfg.train_classes)
     thresholds = torch.tensor(cfg.thresholds(), dtype=torch.float32, device=device)[:, None, None]
-    preprocess = preprocess_of(cfg)
+    preprocess = preprocess_for(cfg)
     precision = Precision.of(cfg.amp, cfg.amp_dtype, cfg.channels_last, device)
     # per pose: Dice sums, then the image count; on the device, so only these few numbers come back to the host
     totals = torch.zeros(2, len(classes) + 1, dtype=torch.float64, device=device)

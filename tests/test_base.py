@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from convert.base_submission import BaseSubmission
+from convert.submission_rows import SubmissionRows
 from cascade.cli import main
 from cascade.evaluate import held_out
 from cascade.pipeline import Cascade
@@ -81,7 +81,7 @@ def test_region_from_the_base_masks_and_its_fallbacks(stage2_run, truth, tmp_pat
     for empty, source in (((), "carpals"), (CARPAL_INDICES, "neighbours"), (range(len(CLASSES)), "prior")):
         m = masks.copy()
         m[list(empty)] = 0
-        base = BaseSubmission(write_base(tmp_path / f"{source}.csv", {name: m}))
+        base = SubmissionRows(write_base(tmp_path / f"{source}.csv", {name: m}))
         model = Cascade(None, stage2_run.best, device="cpu", base=base)
         image = np.zeros(m.shape[1:], np.uint8)
         out = model.run([image], [name])[0]
@@ -175,7 +175,7 @@ def test_base_boxes_hold_each_class_so_encoding_from_them_repeats_its_rows(truth
     """The cascade encodes a base's masks from the boxes its runs give (rle.runs_box), never scanning 4 MB."""
     from convert import rle
 
-    base = BaseSubmission(base_file(tmp_path / "base.csv", truth, empty=[CLASSES.index("Pisiform")]))
+    base = SubmissionRows(base_file(tmp_path / "base.csv", truth, empty=[CLASSES.index("Pisiform")]))
     for name, masks in list(truth.items())[:3]:
         boxes = base.boxes(name, masks.shape[1:])
         assert (boxes[CLASSES.index("Pisiform")] == 0).all()  # an empty row gives an empty box

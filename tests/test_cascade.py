@@ -112,10 +112,11 @@ def test_folds_pool_out_of_fold_into_one_report(stage1_run, stage2_run, synth_ro
                  "--stage1", stage1_run.best, "--stage1", stage1_run.best)
     assert result.exit_code == 0, result.output
     assert len(pd.read_csv(tmp_path / "r" / "dice.csv")) == len(CLASSES) + 2
-    for bad in (["--fold", 0, "--fold", 1, "--stage1", stage1_run.best],  # one model for two folds
-                ["--fold", 0, "--fold", 0, "--stage1", stage1_run.best, "--stage1", stage1_run.best]):
+    for bad, words in ((["--fold", 0, "--fold", 1, "--stage1", stage1_run.best], "2 --fold(s) need as many"),
+                       (["--fold", 0, "--fold", 0, "--stage1", stage1_run.best, "--stage1", stage1_run.best],
+                        "each --fold once: got 0, 0")):
         result = run(*base, "--out", tmp_path / "r2", *bad)
-        assert result.exit_code == 2 and result.output.startswith("error:") and not (tmp_path / "r2").exists()
+        assert result.exit_code == 2 and f"Error: {words}" in result.output and not (tmp_path / "r2").exists()
 
 
 def test_evaluate_scores_an_ensemble_given_with_commas(stage1_run, stage2_run, synth_root, yolo_set, tmp_path):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from convert.base_submission import BaseSubmission
+from convert.submission_rows import SubmissionRows
 from cascade.fullhand import predict_whole_images
 from cascade.pipeline import Cascade
 from configs import CONFIG_DIR
@@ -18,7 +18,7 @@ from convert.masks import class_masks
 from convert.submission import encode_masks, write_submission
 from plumbing.errors import CascadeError
 from stage2_segment.config import load_stage2_config
-from stage2_segment.data import TrainCrops, split_prior, store_of
+from stage2_segment.data import TrainCrops, split_prior, crop_store_for
 from stage2_segment.file_priors import FilePriors
 from stage2_segment.geometry import crop_padded
 from stage2_segment.predict import Stage2Model
@@ -54,7 +54,7 @@ def test_the_prior_is_the_full_hand_masks_cut_with_the_crops_geometry():
 def test_training_priors_move_with_exactly_the_labels_geometry(synth_root, tmp_path):
     """Uncorrupted, the prior channels of every jittered, rotated, flipped, resized crop equal its labels."""
     cfg = tiny(tmp_path, "prior.classes=carpals", *CLEAN, "augment.rotate_prob=1", "augment.hflip=0.5")
-    crops = TrainCrops(scan(synth_root / "train").items[:4], store_of(cfg, None), cfg)
+    crops = TrainCrops(scan(synth_root / "train").items[:4], crop_store_for(cfg, None), cfg)
     torch.manual_seed(0)
     for i in range(4):
         x, packed = crops[i]
@@ -155,7 +155,7 @@ def test_the_cascade_feeds_the_base_masks_to_a_prior_model_and_they_matter(prior
     regions = [Region((40, 60, 140, 160), "carpals")] * 2
     model = Stage2Model(prior_run.best, device="cpu")
     direct = model.predict(images, regions, full=list(truth.values()))
-    outs = Cascade(None, prior_run.best, device="cpu", base=BaseSubmission(tmp_path / "truth.csv")).run(images, names)
+    outs = Cascade(None, prior_run.best, device="cpu", base=SubmissionRows(tmp_path / "truth.csv")).run(images, names)
     for out, name, image in zip(outs, names, images):
         mine = model.predict([image], [out.region], full=[truth[name]])[0]
         channels = [model.train_classes.index(c) for c in out.prob_classes]
@@ -182,7 +182,7 @@ def test_training_priors_pass_the_same_gate(synth_root, tmp_path):
     """With half the carpals dropped at random and a gate of all 8, every training prior is whole or empty."""
     items = scan(synth_root / "train").items[:3]
     cfg = tiny(tmp_path, "prior.classes=carpals", *CLEAN, "prior.drop_prob=0.5", "prior.min_carpals=8")
-    crops = TrainCrops(items, store_of(cfg, None), cfg)
+    crops = TrainCrops(items, crop_store_for(cfg, None), cfg)
     torch.manual_seed(0)
     for _ in range(4):
         for i in range(len(items)):
@@ -212,7 +212,7 @@ def test_file_priors_are_the_files_masks_through_the_crops_geometry(synth_root, 
     oof = _swapped_truth(items, tmp_path / "oof.csv")
     cfg = tiny(tmp_path, "prior.classes=carpals", *CLEAN, "augment.rotate_prob=1", "augment.hflip=0.5",
                f"prior.file={oof}", "prior.file_share=0.5")
-    store = store_of(cfg, None)
+    store = crop_store_for(cfg, None)
     priors = FilePriors(oof, cfg.prior.indices, items)
     priors.load(items, store, workers=1)
     crops = TrainCrops(items, store, cfg, priors)

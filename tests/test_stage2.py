@@ -24,7 +24,7 @@ from plumbing.errors import CascadeError
 from stage2_segment.cache import EntryStore, make_entry
 from stage2_segment.checkpoint import load_checkpoint
 from stage2_segment.config import load_stage2_config
-from stage2_segment.data import TrainCrops, store_of, unpack_labels, val_crop
+from stage2_segment.data import TrainCrops, crop_store_for, unpack_labels, val_crop
 from stage2_segment.geometry import (MAX_LINEAR_SHRINK, crop_matrix, crop_padded, footprint, jitter_box, paste,
                                      resize_image, resize_masks, to_native, warp, warp_image)
 from stage2_segment.model import Preprocess
@@ -239,7 +239,7 @@ def test_training_crop_moves_image_and_labels_together(synth_root, tmp_path):
 def test_training_crops_repeat_with_the_seed(synth_root, tmp_path):
     cfg = _cfg(tmp_path, "augment.rotate_prob=1.0", "augment.brightness_contrast_prob=1.0")
     items = scan(synth_root / "train").items[:2]
-    data = TrainCrops(items, store_of(cfg, None), cfg)
+    data = TrainCrops(items, crop_store_for(cfg, None), cfg)
 
     def draw(seed):
         torch.manual_seed(seed)
@@ -471,7 +471,7 @@ def test_validation_on_the_device_scores_as_the_host_did(trained, synth_root):
     """Thresholds and per-class Dice sums on the device give exactly the host's dice_per_class over the native
     crops (what validation computed before it stayed on the device)."""
     from convert.dice import dice_per_class
-    from stage2_segment.data import preprocess_of, split_items
+    from stage2_segment.data import preprocess_for, split_items
     from stage2_segment.validation import validate
     from stage2_segment import distributed
     from stage2_segment.model import build_unet
@@ -481,7 +481,7 @@ def test_validation_on_the_device_scores_as_the_host_did(trained, synth_root):
     net = build_unet(cfg.encoder, len(cfg.train_classes), cfg.decoder_channels).eval()
     net.load_state_dict(load_checkpoint(run.last)["state_dict"])
     items = split_items(scan(synth_root / "train"), cfg).val
-    store = store_of(cfg, tmp / "cache")
+    store = crop_store_for(cfg, tmp / "cache")
     got = validate(net, items, store, cfg, torch.device("cpu"), distributed.Dist())
     net.eval()  # validate hands the network back in training mode
 
@@ -491,7 +491,7 @@ def test_validation_on_the_device_scores_as_the_host_did(trained, synth_root):
     for item in items:
         entry = store.get(item)
         image, truth = val_crop(entry, classes)
-        probs = predict_crops(net, [image], cfg.input_size, preprocess_of(cfg), torch.device("cpu"))[0]
+        probs = predict_crops(net, [image], cfg.input_size, preprocess_for(cfg), torch.device("cpu"))[0]
         sums[int(entry.bent)] += dice_per_class(probs >= thresholds, truth)
         counts[int(entry.bent)] += 1
     np.testing.assert_array_equal(got.counts, counts)

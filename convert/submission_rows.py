@@ -16,7 +16,7 @@ from plumbing.errors import DataError
 UNBOUNDED_HW = (2**31, 1)  # the format check alone; each mask's bounds are checked at its own image's size
 
 
-class BaseSubmission:
+class SubmissionRows:
     """The rows of a submission file (image_name,class,rle), kept as written: a class the cascade does not paste
     goes out byte for byte as it came in. It may hold more images than are predicted (e.g. an out-of-fold file
     of every training image)."""
