@@ -11,7 +11,7 @@ from convert.carpal_region import RegionConfig
 from convert.classes import CARPALS, CLASSES
 from convert.dataset import EDGE_TOLERANCE, MAX_EDGE_TOLERANCE
 from convert.wrist_pose import TEST_BENT_SHARE
-from plumbing.values import MAX_EPOCHS, check_fields, check_pair, check_range
+from plumbing.values import MAX_EPOCHS, check_fields, check_pair, check_range, did_you_mean
 
 from .prior import PriorConfig
 
@@ -115,7 +115,8 @@ class Stage2Config:
         for key in ("train_classes", "paste_classes"):
             unknown = [c for c in getattr(self, key) if c not in CLASSES]
             if unknown:
-                raise ValueError(f"{key}: unknown class(es) {', '.join(map(str, unknown))}")
+                raise ValueError(f"{key}: unknown class(es) {', '.join(map(str, unknown))}"
+                                 f"{did_you_mean(str(unknown[0]), CLASSES)}")
             if len(set(getattr(self, key))) != len(getattr(self, key)):
                 raise ValueError(f"{key}: a class is listed twice")
         if not self.train_classes:

@@ -22,7 +22,7 @@ import numpy as np
 
 from convert.carpal_region import RULE_CLASSES
 from convert.classes import CARPAL_INDICES, CLASS_INDEX, CLASSES
-from plumbing.values import check_pair, check_range
+from plumbing.values import check_pair, check_range, did_you_mean
 
 from .geometry import Box, crop_padded
 
@@ -63,7 +63,7 @@ class PriorConfig:
             self.classes = [str(c) for c in self.classes]
             unknown = [c for c in self.classes if c not in CLASS_INDEX]
             if unknown:
-                raise ValueError(f"classes: unknown class(es) {', '.join(unknown)}")
+                raise ValueError(f"classes: unknown class(es) {', '.join(unknown)}{did_you_mean(unknown[0], CLASS_INDEX)}")
             if len(set(self.classes)) != len(self.classes):
                 raise ValueError("classes: a class is listed twice")
         if self.file is not None and not self.indices:

@@ -190,3 +190,15 @@ def test_demo_replaces_only_a_folder_it_wrote(tmp_path):
     with pytest.raises(CascadeError, match="not written by `cascade demo`"):
         run_demo(project, load_demo_config(None, ["device=cpu"]), echo=lambda _: None)
     assert (project / "data" / "NOTES.txt").read_text() == "mine" and len(list(project.rglob("*"))) == 2
+
+
+@pytest.mark.parametrize("override, words", [
+    ("train_classes=[Lunat, Scaphoid]", "train_classes: unknown class(es) Lunat (did you mean 'Lunate'?)"),
+    ("prior.classes=[Capitat]", "prior.classes: unknown class(es) Capitat (did you mean 'Capitate'?)"),
+])
+def test_a_misspelt_class_name_suggests_the_class(override, words):
+    from stage2_segment.config import load_stage2_config
+
+    with pytest.raises(DataError) as err:
+        load_stage2_config(CONFIG_DIR / "stage2_cpu.yaml", [override])
+    assert str(err.value).endswith(words)
