@@ -12,7 +12,7 @@ import click
 
 import plumbing  # noqa: F401  (the offline environment first)
 from convert.wrist_pose import TEST_BENT_SHARE
-from plumbing.errors import CascadeError
+from plumbing.errors import CascadeError, DataError
 
 from cascade.options import BentShareType, ModelsType, ShardType, renamed_option, workers_option
 
@@ -271,12 +271,15 @@ def train_stage2_cmd(data, config, overrides):
 @user_errors
 def predict(images, out, stage1, stage2, base, stage1_only, paste_file, tta, shard, **options):
     """Predict every image and write the RLE submission (atomically), checked as validate-submission would."""
-    from cascade.predict import run_prediction
+    from cascade.predict import UnreadableImage, run_prediction
 
     check_predict_options(stage1, stage2, base, stage1_only, paste_file, tta, shard)
-    with Progress("predicting") as progress:
-        summary = run_prediction(images, out, stage1 or None, None if stage1_only else stage2, shard=shard,
-                                 base=base, paste_file=paste_file, tta_hflip=tta, progress=progress, **options)
+    try:
+        with Progress("predicting") as progress:
+            summary = run_prediction(images, out, stage1 or None, None if stage1_only else stage2, shard=shard,
+                                     base=base, paste_file=paste_file, tta_hflip=tta, progress=progress, **options)
+    except UnreadableImage as exc:
+        raise DataError(exc.path, exc.reason + " (or pass --skip-bad to leave it out)") from None
     if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 wrote the submission and reports it
         return
     for p in summary.skipped:

@@ -28,7 +28,8 @@ from .pipeline import Cascade, CascadeOutput, path_list
 if TYPE_CHECKING:
     from stage2_segment.distributed import Dist
 
-_SKIP_BAD_HINT = " (or pass --skip-bad to leave it out)"
+class UnreadableImage(DataError):
+    """A test image that cannot be read or does not match the base; `skip_bad` leaves such images out."""
 
 
 @dataclass
@@ -108,7 +109,7 @@ def _checked_base(base: str | Path | None, paths: list[Path], images: str | Path
             stored[p.name] = read_hw(p)
         except DataError as exc:
             if not skip_bad:
-                raise DataError(exc.path, exc.reason + _SKIP_BAD_HINT) from None
+                raise UnreadableImage(exc.path, exc.reason) from None
     base_rows.check(stored)
     return base_rows, stored
 
@@ -148,7 +149,7 @@ class Predictor:
     def _skip(self, path: Path, problem: Problem) -> None:
         """An unreadable image: an error, or with skip_bad rows that keep the submission complete."""
         if not self.skip_bad:
-            raise DataError(problem.path, problem.reason + _SKIP_BAD_HINT)
+            raise UnreadableImage(problem.path, problem.reason)
         self.summary.skipped.append(problem)
         # keeps the submission complete (the base's rows where there is one); reported as skipped
         self.encoded[path.name] = self.base_rows.rows(path.name) if self.base_rows else [""] * NUM_CLASSES

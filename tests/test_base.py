@@ -165,6 +165,12 @@ def test_an_unreadable_image_keeps_the_base_rows_with_skip_bad(stage2_run, truth
             "--out", out, "--device", "cpu"]
     result = run(*args)
     assert result.exit_code == 2 and "broken.png" in result.output and not out.exists()
+    assert result.output.rstrip().endswith("(or pass --skip-bad to leave it out)")  # the command names its flag
+    from cascade.predict import UnreadableImage, run_prediction
+
+    with pytest.raises(UnreadableImage, match="broken.png") as raised:  # the library names none
+        run_prediction(images, out, None, stage2_run.best, base=tmp_path / "base.csv", device="cpu")
+    assert "--" not in raised.value.reason and not out.exists()
     result = run(*args, "--skip-bad")
     assert result.exit_code == 0, result.output
     broken = read_submission(out).query("image_name == 'broken.png'")["rle"].tolist()
