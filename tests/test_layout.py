@@ -36,3 +36,17 @@ def test_a_package_imports_only_the_layers_below_it(package):
         rel = path.relative_to(ROOT).as_posix()
         allowed = MAY_IMPORT[package] | {package} | ({"synthetic_hands"} if rel in GENERATOR_USERS else set())
         assert _imports(path) <= allowed, f"{rel} imports {sorted(_imports(path) - allowed)}"
+
+
+MAX_FUNCTION_LINES = 60  # a function a reader takes in at once; longer ones become named steps
+
+
+def test_no_function_is_longer_than_a_screen():
+    long = []
+    for path in sorted(p for d in (*OURS, "benchmarks", "tests") for p in (ROOT / d).rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > MAX_FUNCTION_LINES:
+                    long.append(f"{path.relative_to(ROOT).as_posix()}:{node.lineno} {node.name} ({lines} lines)")
+    assert not long, long
