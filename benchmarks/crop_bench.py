@@ -23,7 +23,7 @@ import torch
 
 import plumbing  # noqa: F401  (the offline environment first)
 from stage2_segment.config import load_stage2_config
-from stage2_segment.data import TrainCrops, scan_labelled, split_items, crop_store_for
+from stage2_segment.data import TrainCrops, crop_store_for, scan_labelled, split_items
 from stage2_segment.geometry import jitter_box, resize_image, resize_masks, rotation_margin, scale_box
 from synthetic_hands import generate
 

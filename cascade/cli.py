@@ -369,27 +369,15 @@ def evaluate(out, **options):
 def check_evaluate_options(folds_file: Path | None, folds: Sequence[int], stage1: Sequence, stage2: Sequence,
                            submission: Path | None, labels: Path | None, base: Path | None, tta: bool,
                            **_) -> None:
-    """evaluate's options that only work together, checked before anything is read."""
-    if submission is not None and (stage1 or stage2 or tta or base):
-        raise click.UsageError("--submission scores a CSV: drop --stage1, --stage2, --base and --tta, or drop "
-                               "--submission")
-    if labels is not None and (submission is None or folds_file is not None):
-        raise click.UsageError("--labels scores a --submission of every image it names: give --submission, and "
-                               "drop --folds-file")
-    if len(set(folds)) != len(folds):
-        raise click.UsageError(f"each --fold once: got {', '.join(map(str, folds))}")
-    if submission is not None:
-        return
-    if (not stage1 and base is None) or folds_file is None:
-        raise click.UsageError("--stage1 (or --base) and --folds-file are required (or --submission to score a CSV)")
-    if base is not None and not stage2:
-        raise click.UsageError("--base is scored with stage 2 pasted over it: give --stage2 (or score the base "
-                               "alone with --submission)")
-    n = len(folds) or 1
-    if len(stage1) not in ((0, n) if base is not None else (n,)) or len(stage2) not in (0, n):
-        raise click.UsageError(f"{n} --fold(s) need as many --stage1 (got {len(stage1)}"
-                               f"{'; or none with --base' if base is not None else ''}) and --stage2 "
-                               f"(got {len(stage2)}; or none), in the order of the folds")
+    """evaluate's options that only work together (the library's rule, in the flags' words), checked before
+    anything is read."""
+    from cascade.evaluate import check_combination
+
+    try:
+        check_combination(tuple(folds) or (0,), folds_file, stage1, stage2, submission, labels, base, tta,
+                          name=lambda parameter: "--" + parameter.replace("_", "-"))
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
 
 
 @main.command()

@@ -169,11 +169,12 @@ def score_submissions(submissions: dict[str, str | Path], data: str | Path, item
     same), side by side, against their labels: the methods of one table, each image read once."""
     from convert.rle import decode
     from convert.submission import read_submission, validate_submission
+    from convert.submission_rows import UNBOUNDED_HW
 
     codes = {}
     for method, path in submissions.items():
         # the format is checked here; each mask's bounds when it is decoded at its image's size below
-        report = validate_submission(path, default_hw=(2**31, 1))
+        report = validate_submission(path, default_hw=UNBOUNDED_HW)
         if not report.ok:
             raise DataError(path, f"not a valid submission: {report.problems[0]}")
         codes[method] = {name: list(group["rle"]) for name, group in read_submission(path).groupby("image_name")}
@@ -235,20 +236,32 @@ class Evaluation:
         return {"paste": folder / "paste.json"}
 
 
-def check_combination(folds: int, folds_file: bool, stage1: int, stage2: int, submission: bool, labels: bool,
-                      base: bool, tta: bool) -> None:
-    """run_evaluation's parameters that only work together (counts and presence, not values)."""
-    if submission and (stage1 or stage2 or tta or base):
-        raise ValueError("submission scores a CSV: pass no stage1, stage2, base or tta with it")
-    if labels and (not submission or folds_file):
-        raise ValueError("labels go with a submission of every image they name, without folds_file")
-    if not submission and ((not stage1 and not base) or not folds_file):
-        raise ValueError("stage1 (or base) and folds_file are required, or a submission to score")
-    if base and not submission and not stage2:
-        raise ValueError("base is scored with stage 2 pasted over it: pass stage2 too")
-    if not submission and (stage1 not in ((0, folds) if base else (folds,)) or stage2 not in (0, folds)):
-        raise ValueError(f"{folds} fold(s) need as many stage1 (got {stage1}; or none with base) and stage2 "
-                         f"(got {stage2}; or none), in the order of the folds")
+def check_combination(folds: Sequence[int], folds_file, stage1: Sequence, stage2: Sequence, submission, labels,
+                      base, tta: bool, name: Callable[[str], str] = str) -> None:
+    """run_evaluation's parameters that only work together (presence and counts, not values); a ValueError
+    spelling each parameter with `name` (the command passes its flags' spelling)."""
+    n = name
+    if submission is not None and (stage1 or stage2 or tta or base is not None):
+        raise ValueError(f"{n('submission')} scores a CSV: drop {n('stage1')}, {n('stage2')}, {n('base')} and "
+                         f"{n('tta')}, or drop {n('submission')}")
+    if labels is not None and (submission is None or folds_file is not None):
+        raise ValueError(f"{n('labels')} scores a {n('submission')} of every image it names: give "
+                         f"{n('submission')}, and drop {n('folds_file')}")
+    if len(set(folds)) != len(folds):
+        raise ValueError(f"each {n('fold')} once: got {', '.join(map(str, folds))}")
+    if submission is not None:
+        return
+    if (not stage1 and base is None) or folds_file is None:
+        raise ValueError(f"{n('stage1')} (or {n('base')}) and {n('folds_file')} are required (or "
+                         f"{n('submission')} to score a CSV)")
+    if base is not None and not stage2:
+        raise ValueError(f"{n('base')} is scored with stage 2 pasted over it: give {n('stage2')} (or score the "
+                         f"base alone with {n('submission')})")
+    k = len(folds)
+    if len(stage1) not in ((0, k) if base is not None else (k,)) or len(stage2) not in (0, k):
+        raise ValueError(f"{k} {n('fold')}(s) need as many {n('stage1')} (got {len(stage1)}"
+                         f"{'; or none with ' + n('base') if base is not None else ''}) and {n('stage2')} "
+                         f"(got {len(stage2)}; or none), in the order of the folds")
 
 
 def run_evaluation(data: str | Path, out: str | Path, folds_file: str | Path | None = None,
@@ -264,8 +277,7 @@ def run_evaluation(data: str | Path, out: str | Path, folds_file: str | Path | N
     one model or an ensemble (a list). The combination is checked, and `out` (the report folder), before
     any scoring (a ValueError naming the parameters; the command checks its flags before calling)."""
     folds = tuple(folds) or (0,)
-    check_combination(len(folds), folds_file is not None, len(stage1), len(stage2), submission is not None,
-                      labels is not None, base is not None, tta)
+    check_combination(folds, folds_file, stage1, stage2, submission, labels, base, tta)
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise CascadeError(f"{out}: expected a folder for the report")

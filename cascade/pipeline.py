@@ -9,9 +9,9 @@ from typing import Sequence
 
 import numpy as np
 
-from convert.submission_rows import SubmissionRows
 from convert.carpal_region import Region, RegionConfig, carpal_region
 from convert.rle import union_boxes
+from convert.submission_rows import SubmissionRows
 from plumbing.errors import CascadeError
 
 from .paste import PastePlan, paste

@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING, Callable, Sequence
 import numpy as np
 
 from convert import rle
-from convert.submission_rows import UNBOUNDED_HW, SubmissionRows
 from convert.carpal_region import describe_sources
 from convert.classes import NUM_CLASSES
 from convert.images import AS_STORED, list_images, read_hw, read_image_oriented
 from convert.submission import encode_masks, validate_submission, write_submission
+from convert.submission_rows import UNBOUNDED_HW, SubmissionRows
 from plumbing.atomic import check_output
 from plumbing.errors import CascadeError, DataError, Problem
 from plumbing.parallel import bounded_map
@@ -28,8 +28,9 @@ from .pipeline import Cascade, CascadeOutput, path_list
 if TYPE_CHECKING:
     from stage2_segment.distributed import Dist
 
+
 class UnreadableImage(DataError):
-    """A test image that cannot be read or does not match the base; `skip_bad` leaves such images out."""
+    """A test image that cannot be read; `skip_bad` leaves such images out (the command names that flag)."""
 
 
 @dataclass

@@ -13,9 +13,9 @@ from typing import Sequence
 
 import numpy as np
 
-from convert.submission_rows import SubmissionRows
 from convert.classes import NUM_CLASSES
 from convert.dataset import Item
+from convert.submission_rows import SubmissionRows
 from plumbing.parallel import bounded_map
 
 from .cache import EntryStore, PackedMasks, pack_masks

@@ -30,8 +30,8 @@ from . import distributed, epoch_record
 from .cache import EntryStore
 from .checkpoint import check_same, load_checkpoint, load_weights, make_checkpoint, plain, save_checkpoint
 from .config import Stage2Config
-from .data import (Split, TrainCrops, class_indices, preprocess_for, scan_labelled, split_items, split_prior,
-                   crop_store_for, write_folds)
+from .data import (Split, TrainCrops, class_indices, crop_store_for, preprocess_for, scan_labelled, split_items,
+                   split_prior, write_folds)
 from .file_priors import FilePriors
 from .model import IN_CHANNELS, build_unet, dice_bce_loss
 from .precision import Precision

@@ -8,7 +8,6 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from convert.submission_rows import SubmissionRows
 from cascade.cli import main
 from cascade.evaluate import held_out
 from cascade.pipeline import Cascade
@@ -17,6 +16,7 @@ from convert.classes import CARPAL_INDICES, CARPALS, CLASSES
 from convert.dataset import iter_samples, scan
 from convert.masks import class_masks
 from convert.submission import encode_masks, read_submission, write_submission
+from convert.submission_rows import SubmissionRows
 
 
 def run(*args):

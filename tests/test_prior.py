@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import torch
 
-from convert.submission_rows import SubmissionRows
 from cascade.fullhand import predict_whole_images
 from cascade.pipeline import Cascade
 from configs import CONFIG_DIR
@@ -16,9 +15,10 @@ from convert.classes import CARPAL_INDICES, CLASS_INDEX, CLASSES
 from convert.dataset import iter_samples, scan
 from convert.masks import class_masks
 from convert.submission import encode_masks, write_submission
+from convert.submission_rows import SubmissionRows
 from plumbing.errors import CascadeError
 from stage2_segment.config import load_stage2_config
-from stage2_segment.data import TrainCrops, split_prior, crop_store_for
+from stage2_segment.data import TrainCrops, crop_store_for, split_prior
 from stage2_segment.file_priors import FilePriors
 from stage2_segment.geometry import crop_padded
 from stage2_segment.predict import Stage2Model
